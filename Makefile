@@ -1,0 +1,44 @@
+# cachelab: `make run` executes the whole series, `make test` runs every test. `make help` lists the rest.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help setup run test refresh servers stop lint data clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -e .
+	$(PY) -m ipykernel install --sys-prefix --name python3 > /dev/null
+	@touch $@
+
+setup: $(STAMP) ## create .venv and install the pinned requirements and the package
+	@$(PY) -m cachelab data
+
+servers: setup ## start Redis and memcached (unless compose or REDIS_URL/MEMCACHED_SERVERS provide them)
+	@$(PY) -m cachelab servers up
+
+stop: ## stop the servers that `make servers` started (never anyone else's)
+	@test -x $(PY) && $(PY) -m cachelab servers down || true
+
+run: servers ## execute every notebook against real servers into build/ (HTML report, figures, results)
+	$(PY) -m cachelab run
+
+test: setup ## run the test suite: package tests and every notebook, against real servers
+	$(PY) -m cachelab with-servers -- $(PY) -m pytest
+
+refresh: servers ## re-execute the committed notebooks in place (full measurements) for a reference run
+	$(PY) -m cachelab run --in-place
+
+lint: setup ## ruff over the package, the tests and the notebooks
+	$(PY) -m ruff check cachelab tests notebooks
+
+data: setup ## build the SQLite database from data/
+	@$(PY) -m cachelab data
+
+clean: stop ## remove generated files (build/, results/, figures/, .cachelab/); keeps .venv
+	rm -rf build results figures .cachelab .pytest_cache

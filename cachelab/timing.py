@@ -1,0 +1,204 @@
+"""One harness for every timing in the series.
+
+``measure`` works like ``python -m timeit``, and is built on :class:`timeit.Timer`, so that a statement
+given as a string is compiled into the timing loop with no function call per iteration:
+
+1. **Warm-up**: the operation runs before any timing, so first-call costs (imports, connection set-up,
+   CPU caches, a cold cache we did not mean to measure) stay out of the numbers.
+2. **Automatic loop count**: the operation is repeated ``loops`` times per sample, with ``loops`` chosen
+   so that one sample lasts at least ``min_time`` seconds, far above the clock's resolution.
+3. **Repeats**: several samples, each turned into a time per operation. We report the **median**
+   (robust to the odd slow sample caused by another process) and the **p10-p90 spread**, which says how
+   noisy the machine was. The minimum, which ``timeit`` recommends for micro-benchmarks, hides that noise,
+   and the mean is dragged by outliers.
+
+Set ``CACHELAB_QUICK=1`` to shrink the repeats and sample length: for tests only, never for numbers
+you mean to read.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import os
+import time
+import timeit
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+_UNITS = (("s", 1e9), ("ms", 1e6), ("µs", 1e3), ("ns", 1.0))
+
+
+def quick_mode() -> bool:
+    """True when ``CACHELAB_QUICK`` is set to a true value (1, yes, true)."""
+    return os.environ.get("CACHELAB_QUICK", "").strip().lower() in {"1", "yes", "true", "on"}
+
+
+def pick(full, quick):
+    """``quick`` in quick mode, else ``full``: how notebooks size their work."""
+    return quick if quick_mode() else full
+
+
+def format_ns(ns: float, digits: int = 3) -> str:
+    """A duration in nanoseconds as text, in the unit its magnitude calls for: ``'31.4 ms'``."""
+    if ns is None or (isinstance(ns, float) and math.isnan(ns)):
+        return "n/a"
+    for unit, scale in _UNITS:
+        if abs(ns) >= scale or unit == "ns":
+            value = ns / scale
+            return f"{value:.{digits}g} {unit}" if abs(value) < 10 ** digits else f"{value:.0f} {unit}"
+    raise AssertionError("unreachable")
+
+
+@dataclass(frozen=True)
+class Timing:
+    """The samples of one measurement, each a time per operation in nanoseconds."""
+
+    name: str
+    samples_ns: tuple[float, ...]
+    loops: int = 1
+    meta: dict = field(default_factory=dict, compare=False)
+
+    def __post_init__(self):
+        if not self.samples_ns:
+            raise ValueError("a Timing needs at least one sample")
+
+    @property
+    def n(self) -> int:
+        """The number of samples (repeats)."""
+        return len(self.samples_ns)
+
+    @property
+    def median(self) -> float:
+        return float(np.median(self.samples_ns))
+
+    @property
+    def p10(self) -> float:
+        return float(np.percentile(self.samples_ns, 10))
+
+    @property
+    def p90(self) -> float:
+        return float(np.percentile(self.samples_ns, 90))
+
+    @property
+    def spread(self) -> float:
+        """(p90 - p10) / median: 0.05 is a quiet machine, above 0.3 a noisy one."""
+        return (self.p90 - self.p10) / self.median if self.median else float("nan")
+
+    def per_second(self) -> float:
+        """Operations per second at the median."""
+        return 1e9 / self.median
+
+    def speedup_over(self, other: Timing) -> float:
+        """How many times faster this is than ``other``, at the medians."""
+        return other.median / self.median
+
+    def __str__(self) -> str:
+        return (f"{self.name}: {format_ns(self.median)} per op "
+                f"(p10-p90 {format_ns(self.p10)} to {format_ns(self.p90)}, n={self.n} x {self.loops} loops)")
+
+    def _repr_html_(self) -> str:
+        return f"<code>{self}</code>"
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name, "median_ns": self.median, "p10_ns": self.p10, "p90_ns": self.p90,
+            "n": self.n, "loops": self.loops, "samples_ns": list(self.samples_ns), **self.meta,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Timing:
+        known = {"name", "median_ns", "p10_ns", "p90_ns", "n", "loops", "samples_ns"}
+        return cls(name=data["name"], samples_ns=tuple(data["samples_ns"]), loops=data.get("loops", 1),
+                   meta={k: v for k, v in data.items() if k not in known})
+
+
+def measure(
+    stmt: str | Callable[[], object],
+    *,
+    name: str | None = None,
+    setup: str | Callable[[], object] = "pass",
+    globals: dict | None = None,  # noqa: A002 - the same name as timeit's argument
+    repeat: int | None = None,
+    min_time: float | None = None,
+    loops: int | None = None,
+    warmup: int = 1,
+    **meta,
+) -> Timing:
+    """Time an operation: warm-up, automatic loop count, repeated samples, median and spread.
+
+    ``stmt`` is a statement string (compiled into the loop like ``timeit``; pass the names it uses in
+    ``globals``) or a zero-argument callable (one call per operation; its own call overhead, tens of
+    nanoseconds, is part of what is measured). ``loops=1`` times single operations, for work that
+    changes state (a request stream replayed on a fresh cache, say). Extra keyword arguments are kept
+    in ``meta`` and saved with the result.
+    """
+    if repeat is None:
+        repeat = 5 if quick_mode() else 15
+    if min_time is None:
+        min_time = 0.005 if quick_mode() else 0.05
+    if repeat < 1:
+        raise ValueError("repeat must be at least 1")
+    if min_time <= 0:
+        raise ValueError("min_time must be positive")
+    if loops is not None and loops < 1:
+        raise ValueError("loops must be at least 1")
+    if name is None:
+        name = stmt if isinstance(stmt, str) else getattr(stmt, "__name__", "operation")
+    timer = timeit.Timer(stmt, setup, timer=time.perf_counter_ns, globals=globals)
+    if warmup:
+        timer.timeit(number=warmup)
+    if loops is None:
+        loops = 1
+        while True:
+            elapsed_ns = timer.timeit(number=loops)
+            if elapsed_ns >= min_time * 1e9:
+                break
+            # Aim a little past the target in one step rather than doubling many times.
+            grow = 2 if elapsed_ns <= 0 else min(10.0, max(2.0, 1.2 * min_time * 1e9 / elapsed_ns))
+            loops = int(math.ceil(loops * grow))
+    samples = tuple(timer.timeit(number=loops) / loops for _ in range(repeat))
+    return Timing(name=str(name), samples_ns=samples, loops=loops, meta=meta)
+
+
+def time_calls(func: Callable, args: Iterable, *, star: bool = False) -> np.ndarray:
+    """The latency of each call ``func(arg)`` (or ``func(*arg)``) in nanoseconds, in order.
+
+    For latency distributions over a request stream, where every request is its own sample and
+    hits and misses are mixed. The garbage collector is paused as in ``timeit``.
+    """
+    out = []
+    clock = time.perf_counter_ns
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for arg in args:
+            t0 = clock()
+            func(*arg) if star else func(arg)
+            out.append(clock() - t0)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return np.asarray(out, dtype=np.float64)
+
+
+def from_samples(name: str, samples_ns: Iterable[float], **meta) -> Timing:
+    """A :class:`Timing` from latencies gathered elsewhere (``time_calls``, a worker process)."""
+    return Timing(name=name, samples_ns=tuple(float(s) for s in samples_ns), loops=1, meta=meta)
+
+
+def table(timings: Iterable[Timing], baseline: Timing | None = None) -> str:
+    """A plain-text table of timings, with the speedup over ``baseline`` when given."""
+    timings = list(timings)
+    width = max([len(t.name) for t in timings] + [9])
+    head = f"{'operation':<{width}}  {'median':>10}  {'p10':>10}  {'p90':>10}"
+    head += "  speedup" if baseline else ""
+    lines = [head, "-" * len(head)]
+    for t in timings:
+        line = f"{t.name:<{width}}  {format_ns(t.median):>10}  {format_ns(t.p10):>10}  {format_ns(t.p90):>10}"
+        if baseline:
+            line += f"  {t.speedup_over(baseline):>6.3g}x"
+        lines.append(line)
+    return "\n".join(lines)

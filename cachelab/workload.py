@@ -1,0 +1,100 @@
+"""Request streams with realistic popularity, so hit ratios mean something.
+
+Web requests follow a Zipf-like law: the i-th most popular item is asked for with probability
+proportional to ``1 / i**alpha``, with ``alpha`` between about 0.64 and 0.83 in the traces studied by
+Breslau, Cao, Fan, Phillips and Shenker, "Web Caching and Zipf-like Distributions: Evidence and
+Implications" (INFOCOM 1999). A few keys get most requests and a long tail is asked for once: which is
+why a small cache catches much of the traffic, and why no cache catches all of it.
+
+Every stream is seeded, so a notebook rerun replays exactly the same requests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from typing import TypeVar
+
+import numpy as np
+
+K = TypeVar("K", bound=Hashable)
+
+DEFAULT_ALPHA = 0.8
+
+
+def zipf_weights(n_keys: int, alpha: float = DEFAULT_ALPHA) -> np.ndarray:
+    """Probabilities ``p_i`` proportional to ``1 / i**alpha`` for ranks ``i = 1..n_keys`` (summing to 1)."""
+    if not isinstance(n_keys, int | np.integer) or n_keys < 1:
+        raise ValueError(f"n_keys must be a positive integer, not {n_keys!r}")
+    if not np.isfinite(alpha) or alpha < 0:
+        raise ValueError(f"alpha must be a finite number >= 0, not {alpha!r}")
+    weights = 1.0 / np.arange(1, n_keys + 1, dtype=np.float64) ** alpha
+    return weights / weights.sum()
+
+
+def zipf_ranks(n_requests: int, n_keys: int, *, alpha: float = DEFAULT_ALPHA, seed: int = 0) -> np.ndarray:
+    """``n_requests`` popularity ranks (0 = most popular) drawn from a Zipf-like law over ``n_keys``."""
+    if not isinstance(n_requests, int | np.integer) or n_requests < 0:
+        raise ValueError(f"n_requests must be a non-negative integer, not {n_requests!r}")
+    rng = np.random.default_rng(seed)
+    return rng.choice(n_keys, size=n_requests, p=zipf_weights(n_keys, alpha))
+
+
+def zipf_stream(keys: Sequence[K], n_requests: int, *, alpha: float = DEFAULT_ALPHA, seed: int = 0) -> list[K]:
+    """A request stream over ``keys``, which are listed most popular first (e.g. ``FlightService.routes()``)."""
+    keys = list(keys)
+    if not keys:
+        raise ValueError("keys must not be empty")
+    return [keys[i] for i in zipf_ranks(n_requests, len(keys), alpha=alpha, seed=seed)]
+
+
+def uniform_stream(keys: Sequence[K], n_requests: int, *, seed: int = 0) -> list[K]:
+    """Every key equally likely: the worst case for a cache, for contrast."""
+    keys = list(keys)
+    if not keys:
+        raise ValueError("keys must not be empty")
+    if n_requests < 0:
+        raise ValueError("n_requests must be non-negative")
+    rng = np.random.default_rng(seed)
+    return [keys[i] for i in rng.integers(0, len(keys), size=n_requests)]
+
+
+def with_scan(stream: Sequence[K], scan: Sequence[K], *, at: float = 0.5) -> list[K]:
+    """``stream`` with a one-off sequential ``scan`` spliced in at fraction ``at`` of its length.
+
+    A scan (a batch report, a crawler) touches many keys once each. It pushes the popular keys out of
+    an LRU cache, while a frequency-based policy (LFU) keeps them.
+    """
+    if not 0 <= at <= 1:
+        raise ValueError("at must be between 0 and 1")
+    cut = int(len(stream) * at)
+    return list(stream[:cut]) + list(scan) + list(stream[cut:])
+
+
+def repeat_fraction(stream: Sequence[Hashable]) -> float:
+    """Fraction of requests that repeat an earlier one: the best hit ratio any cache can reach on it.
+
+    Only the first request for a key must miss (a *compulsory* miss); an infinite cache hits the rest.
+    """
+    if len(stream) == 0:
+        return 0.0
+    return 1.0 - len(set(stream)) / len(stream)
+
+
+def repeat_fraction_curve(stream: Sequence[Hashable], points: Sequence[int]) -> list[float]:
+    """``repeat_fraction`` of each prefix ``stream[:n]`` for ``n`` in ``points`` (one pass)."""
+    seen: set = set()
+    out, wanted = [], sorted(set(int(p) for p in points))
+    if any(p < 0 or p > len(stream) for p in wanted):
+        raise ValueError("points must lie between 0 and len(stream)")
+    i = 0
+    for n in wanted:
+        while i < n:
+            seen.add(stream[i])
+            i += 1
+        out.append(0.0 if n == 0 else 1.0 - len(seen) / n)
+    return out
+
+
+def hit_ratio(hits: int, misses: int) -> float:
+    total = hits + misses
+    return hits / total if total else 0.0

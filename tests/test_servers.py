@@ -1,0 +1,227 @@
+"""The server rules, proven against real redis-server and memcached processes."""
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from pymemcache.client.base import Client
+
+from cachelab import servers as srv
+
+
+def _clean_env(monkeypatch, tmp_path):
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.delenv("MEMCACHED_SERVERS", raising=False)
+    monkeypatch.setenv("CACHELAB_CACHE_DIR", str(tmp_path / "state"))  # no `make servers` state here
+
+
+def test_started_servers_are_real_bound_to_loopback_and_secured(redis_server, memcached_server):
+    assert redis_server.alive() and memcached_server.alive()
+    cmd = redis_server.command()
+    assert cmd[cmd.index("--bind") + 1] == "127.0.0.1"
+    assert cmd[cmd.index("--maxmemory") + 1] == "64mb"
+    assert "--requirepass" in cmd
+    client = srv._redis_client(redis_server.url)  # noqa: SLF001
+    assert client.config_get("maxmemory-policy") == {"maxmemory-policy": "allkeys-lru"}
+    assert client.info("server")["redis_version"]
+    mc = memcached_server.command()
+    assert mc[mc.index("-U") + 1] == "0" and mc[mc.index("-l") + 1] == "127.0.0.1"
+    assert srv.memcached_version(*memcached_server.address)
+
+
+def test_redis_without_the_password_is_refused(redis_server):
+    import redis
+
+    anon = redis.Redis(host="127.0.0.1", port=redis_server.port, socket_timeout=1, socket_connect_timeout=1)
+    with pytest.raises(redis.AuthenticationError):
+        anon.ping()
+
+
+def test_connect_starts_private_servers_and_reuses_them(monkeypatch, tmp_path):
+    _clean_env(monkeypatch, tmp_path)
+    monkeypatch.setattr(srv, "COMPOSE_REDIS_PORT", srv.free_port())  # nothing of compose's answers
+    first = srv.connect(fresh=True)
+    try:
+        assert first.redis.source == "private" and first.redis.owned
+        assert len(first.memcached.nodes) == 3
+        assert srv.connect() is first  # reused, not started again
+        assert first.redis_client().ping()
+    finally:
+        first.stop()
+        srv._connected = None  # noqa: SLF001 - the next test resolves afresh
+
+
+def test_env_override_is_used_exactly(monkeypatch, tmp_path, redis_server, memcached_server):
+    _clean_env(monkeypatch, tmp_path)
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    monkeypatch.setenv("MEMCACHED_SERVERS", f"127.0.0.1:{memcached_server.port}")
+    found = srv.connect(fresh=True, start=False)
+    try:
+        assert found.redis.source == "environment" and not found.redis.owned
+        assert found.memcached.nodes == [("127.0.0.1", memcached_server.port)]
+        assert found.managed == []
+    finally:
+        srv._connected = None  # noqa: SLF001
+
+
+def test_env_pointing_at_nothing_fails_fast_with_the_fix(monkeypatch, tmp_path):
+    _clean_env(monkeypatch, tmp_path)
+    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{srv.free_port()}/0")
+    t0 = time.monotonic()
+    with pytest.raises(srv.ServersUnavailable, match="unset REDIS_URL"):
+        srv.connect(fresh=True)
+    assert time.monotonic() - t0 < 10
+    srv._connected = None  # noqa: SLF001
+
+
+def test_no_servers_anywhere_gives_the_three_ways_within_seconds(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "MEMCACHED_SERVERS"}}
+    env.update(PATH=str(tmp_path), CACHELAB_CACHE_DIR=str(tmp_path / "state"))
+    code = ("from cachelab import servers as s; s.COMPOSE_REDIS_PORT = s.free_port(); "
+            "s.COMPOSE_MEMCACHED_PORTS = (s.free_port(),); s.connect()")
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=30)
+    assert time.monotonic() - t0 < 10
+    assert proc.returncode != 0
+    for fix in ("docker compose up -d", "apt install redis-server memcached", "REDIS_URL="):
+        assert fix in proc.stderr
+
+
+def test_a_server_that_never_answers_times_out(monkeypatch):
+    """A port that accepts connections but never replies: the client gives up at its socket timeout."""
+    import redis
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    port = listener.getsockname()[1]
+    monkeypatch.setattr(srv, "SOCKET_TIMEOUT", 0.5)
+    try:
+        client = srv._redis_client(f"redis://127.0.0.1:{port}/0", retries=0)  # noqa: SLF001
+        t0 = time.monotonic()
+        with pytest.raises(redis.exceptions.TimeoutError):
+            client.ping()
+        assert time.monotonic() - t0 < 3
+        mc = Client(("127.0.0.1", port), connect_timeout=0.5, timeout=0.5)
+        t0 = time.monotonic()
+        with pytest.raises(socket.timeout):
+            mc.get("k")
+        assert time.monotonic() - t0 < 3
+    finally:
+        listener.close()
+
+
+def test_cleanup_deletes_only_the_prefix(redis_server, memcached_server):
+    servers = srv.Servers(srv.RedisEndpoint("environment", False, url=redis_server.url),
+                          srv.MemcachedEndpoint("environment", False, nodes=[memcached_server.address]))
+    r = servers.redis_client()
+    r.set("user:precious", "keep me")
+    r.set("cachelab:other_notebook:x", "keep me too")
+    r.set("cachelab:99_test*:x", "glob characters in a foreign key")
+    for i in range(1200):  # more than one SCAN batch and one UNLINK batch
+        r.set(f"cachelab:99_test:{i}", i)
+    raw = Client(memcached_server.address, connect_timeout=1, timeout=1)
+    raw.set("user:precious", b"keep me", noreply=False)
+    mc = servers.memcached_client("cachelab:99_test:")
+    for i in range(50):
+        mc.set(f"k{i}", {"i": i}, noreply=False)
+
+    counts = servers.cleanup("cachelab:99_test:")
+
+    assert counts == {"redis": 1200, "memcached": 50}
+    assert sorted(r.keys("*")) == ["cachelab:99_test*:x", "cachelab:other_notebook:x", "user:precious"]
+    assert raw.get("user:precious") == b"keep me"
+    assert srv.memcached_keys(memcached_server.address) == ["user:precious"]
+
+
+@pytest.mark.parametrize("bad", ["", "cachelab:", "user:", "*", None])
+def test_cleanup_refuses_anything_but_a_project_prefix(bad):
+    servers = srv.Servers(srv.RedisEndpoint("x", False, url="redis://127.0.0.1:1/0"),
+                          srv.MemcachedEndpoint("x", False, nodes=[]))
+    with pytest.raises(ValueError):
+        servers.cleanup(bad)
+
+
+def test_flush_exists_only_for_servers_we_started(memcached_server):
+    assert not hasattr(srv.Servers, "flush")
+    client = Client(memcached_server.address, connect_timeout=1, timeout=1)
+    client.set("a", b"1", noreply=False)
+    memcached_server.flush()
+    assert client.get("a") is None
+
+
+def test_servers_up_and_down_manage_only_their_own(monkeypatch, tmp_path):
+    _clean_env(monkeypatch, tmp_path)
+    monkeypatch.setattr(srv, "COMPOSE_REDIS_PORT", srv.free_port())
+    message = srv.servers_up()
+    try:
+        assert "Started redis-server" in message
+        assert oct(srv.state_file().stat().st_mode & 0o777) == "0o600"
+        assert "already running" in srv.servers_up()
+        found = srv.connect(fresh=True, start=False)
+        assert found.redis.source == "make servers" and found.redis.owned
+        assert found.redis_client().ping()
+    finally:
+        srv._connected = None  # noqa: SLF001
+        assert "Stopped 4" in srv.servers_down()
+    assert not srv.state_file().exists()
+
+
+def test_private_servers_stop_when_their_process_dies(tmp_path):
+    """Started from a process that is killed (-9), the servers do not outlive it (Linux)."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("PR_SET_PDEATHSIG is Linux-only")
+    code = ("from cachelab import servers as s; import sys, time; m = s.start_memcached(); "
+            "print(m.pid, flush=True); time.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    pid = int(proc.stdout.readline())
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 5
+    while srv._pid_alive(pid) and time.monotonic() < deadline:  # noqa: SLF001
+        time.sleep(0.05)
+    assert not srv._pid_alive(pid) or open(f"/proc/{pid}/stat").read().split()[2] == "Z"  # noqa: SLF001
+
+
+@pytest.mark.parametrize("spec", ["localhost", "host:port", "h:99999", ",", ""])
+def test_malformed_memcached_servers_are_rejected(spec):
+    with pytest.raises(ValueError):
+        srv.parse_memcached_servers(spec)
+
+
+@pytest.mark.parametrize("url", ["http://x", "redis://", "redis://h:notaport/0", "localhost:6379"])
+def test_malformed_redis_urls_are_rejected(url):
+    with pytest.raises(ValueError):
+        srv.parse_redis_url(url)
+
+
+def test_json_serde_refuses_foreign_flags():
+    serde = srv.JsonSerde()
+    assert serde.deserialize("k", *serde.serialize("k", {"a": [1]})) == {"a": [1]}
+    with pytest.raises(ValueError):
+        serde.deserialize("k", b"\x80\x04pickle", 1 << 3)
+
+
+def test_clients_are_usable_from_threads(servers):
+    prefix = "cachelab:99_threads:"
+    r = servers.redis_client()
+    errors = []
+
+    def work(n):
+        try:
+            for i in range(20):
+                r.set(f"{prefix}{n}:{i}", i)
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert servers.cleanup(prefix)["redis"] == 80
