@@ -38,7 +38,11 @@ class Lab:
         return quick_mode()
 
     def record(self, timing: Timing, **meta) -> Timing:
-        """Keep a timing for the results file (and return it, to print or plot)."""
+        """Keep a timing for the results file (and return it, to print or plot).
+
+        A step of the ladder that ``07`` compares is recorded with ``ladder="<step>"`` and
+        ``kind="hit"`` or ``"miss"``: the cost of one answer of the flight service at that step.
+        """
         return self.results.add(timing, **meta)
 
     def save(self) -> Path:

@@ -98,3 +98,12 @@ def repeat_fraction_curve(stream: Sequence[Hashable], points: Sequence[int]) -> 
 def hit_ratio(hits: int, misses: int) -> float:
     total = hits + misses
     return hits / total if total else 0.0
+
+
+STANDARD_SEED = 2013
+STANDARD_ALPHA = DEFAULT_ALPHA
+
+
+def standard_stream(keys: Sequence[K], n_requests: int) -> list[K]:
+    """The request stream every notebook replays (seed 2013, alpha 0.8), so hit ratios compare across steps."""
+    return zipf_stream(keys, n_requests, alpha=STANDARD_ALPHA, seed=STANDARD_SEED)
