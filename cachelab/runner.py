@@ -12,6 +12,7 @@ import html
 import json
 import os
 import re
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -79,19 +80,27 @@ def execute(path: Path, *, quick: bool, out_path: Path | None = None, results_di
         env["CACHELAB_RESULTS_DIR"] = str(results_dir)
     if figures_dir:
         env["CACHELAB_FIGURES_DIR"] = str(figures_dir)
+    from jupyter_client.manager import KernelManager
+
+    # IPC sockets in a private folder rather than TCP ports: nothing else on the machine can talk to the kernel.
+    sockets = tempfile.TemporaryDirectory(prefix="cachelab-kernel-")
+    km = KernelManager(kernel_name="python3", transport="ipc", ip=str(Path(sockets.name) / "kernel"))
     client = NotebookClient(
-        nb, timeout=timeout or CELL_TIMEOUT["quick" if quick else "full"], kernel_name="python3",
+        nb, km=km, timeout=timeout or CELL_TIMEOUT["quick" if quick else "full"], kernel_name="python3",
         resources={"metadata": {"path": str(path.parent)}}, record_timing=False,
     )
     start = time.perf_counter()
     error = ""
-    with _environ(env):
+    with sockets, _environ(env):
         try:
             client.execute()
         except CellExecutionError as exc:
             error = _short_error(str(exc))
         except Exception as exc:  # noqa: BLE001 - a dead kernel or a timeout: report, don't crash the run
             error = f"{type(exc).__name__}: {exc}"
+        finally:
+            if km.has_kernel:  # nbclient leaves a kernel manager it was given running
+                km.shutdown_kernel(now=False)
     seconds = time.perf_counter() - start
     out_path = out_path or path
     out_path.parent.mkdir(parents=True, exist_ok=True)
