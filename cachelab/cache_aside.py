@@ -1,0 +1,181 @@
+"""Cache-aside over an external cache: look in the cache, on a miss compute and store, with a TTL.
+
+The pieces that production code adds to the three-line pattern, each small enough to read:
+
+* :class:`RedisStore` and :class:`MemcachedStore`: one interface (``get``/``set``/``delete``) over a
+  Redis or pymemcache client, JSON values, every key under the notebook's prefix.
+* :func:`jittered_ttl`: a TTL spread at random, so keys written together do not expire together.
+* :class:`CacheAside`: the pattern itself, counting hits, misses and computations, with optional
+  jitter and **negative caching** (remembering "not found" for a short ``negative_ttl``).
+* :class:`Namespace`: versioned keys; one ``INCR`` makes every key of a namespace unreachable at once.
+
+Values are JSON, never pickle: anyone who can write to a shared cache could otherwise make every reader
+run code of their choosing (the class of bug behind CVE-2021-33026 in Flask-Caching).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import threading
+from collections.abc import Callable, Hashable
+
+from .servers import _check_prefix
+
+#: The JSON stored for "not found" by negative caching: a value no answer of the service can take.
+MISSING_MARKER = {"__cachelab_missing__": True}
+
+
+def jittered_ttl(ttl: float, jitter: float = 0.1, *, rng: random.Random | None = None) -> float:
+    """``ttl`` spread uniformly over ``ttl * (1 - jitter)`` to ``ttl * (1 + jitter)``.
+
+    Keys written in the same second with the same TTL all expire in the same second, and their
+    recomputations hit the backend together; a 10% jitter spreads them over a window 20% of the TTL wide.
+    """
+    if ttl <= 0:
+        raise ValueError("ttl must be positive")
+    if not 0 <= jitter < 1:
+        raise ValueError("jitter must be in [0, 1)")
+    if jitter == 0:
+        return float(ttl)
+    return ttl * (rng or random).uniform(1 - jitter, 1 + jitter)
+
+
+class RedisStore:
+    """JSON values in Redis under ``prefix``, with ``SET ... PX`` expiry (millisecond TTLs)."""
+
+    def __init__(self, client, prefix: str):
+        self.client = client
+        self.prefix = _check_prefix(prefix)
+
+    def key(self, key: str) -> str:
+        return self.prefix + key
+
+    def get(self, key: str):
+        raw = self.client.get(self.key(key))
+        return None if raw is None else json.loads(raw)
+
+    def get_many(self, keys: list[str]) -> dict:
+        """``MGET``: the found values by key (one round trip for all of them)."""
+        raws = self.client.mget([self.key(k) for k in keys]) if keys else []
+        return {k: json.loads(r) for k, r in zip(keys, raws, strict=True) if r is not None}
+
+    def set(self, key: str, value, ttl: float | None = None) -> None:
+        px = None if ttl is None else max(1, int(round(ttl * 1000)))
+        self.client.set(self.key(key), json.dumps(value, separators=(",", ":")), px=px)
+
+    def delete(self, key: str) -> None:
+        self.client.delete(self.key(key))
+
+
+class MemcachedStore:
+    """A pymemcache client (``HashClient`` or ``Client``, JSON serde, ``key_prefix`` set) as a store.
+
+    Writes wait for the server's reply (``noreply=False``): pymemcache's default of not waiting hides
+    refused writes, such as a value above the item size limit.
+    """
+
+    def __init__(self, client):
+        self.client = client
+
+    def get(self, key: str):
+        return self.client.get(key)
+
+    def get_many(self, keys: list[str]) -> dict:
+        return self.client.get_many(keys) if keys else {}
+
+    def set(self, key: str, value, ttl: float | None = None) -> None:
+        expire = 0 if ttl is None else max(1, math.ceil(ttl))  # memcached counts whole seconds
+        self.client.set(key, value, expire=expire, noreply=False)
+
+    def delete(self, key: str) -> None:
+        self.client.delete(key, noreply=False)
+
+
+class CacheAside:
+    """Cache-aside with counters: ``get(key)`` looks in ``store``, else computes, stores and returns.
+
+    ``compute(key)`` returns the value, or ``None`` for "not found". With ``negative_ttl`` set, a
+    "not found" is remembered for that long (keep it short: a row created meanwhile stays invisible
+    until it expires); without it, every lookup of a missing key reaches the backend. ``jitter`` spreads
+    the TTL of each write (see :func:`jittered_ttl`). ``key_of`` turns a request into the cache key
+    (``str`` by default; use ``Route.key`` for routes). Thread-safe counters: ``hits``,
+    ``negative_hits``, ``misses``, ``computes``.
+    """
+
+    def __init__(self, store, compute: Callable[[Hashable], object], *, ttl: float, jitter: float = 0.0,
+                 negative_ttl: float | None = None, key_of: Callable[[Hashable], str] = str,
+                 rng: random.Random | None = None):
+        if ttl <= 0:
+            raise ValueError("ttl must be positive")
+        if negative_ttl is not None and negative_ttl <= 0:
+            raise ValueError("negative_ttl must be positive (or None to cache no 'not found')")
+        self.store, self.compute, self.ttl, self.jitter = store, compute, ttl, jitter
+        self.negative_ttl, self.key_of = negative_ttl, key_of
+        self.rng = rng or random.Random()
+        self.hits = self.negative_hits = self.misses = self.computes = 0
+        self._lock = threading.Lock()
+
+    def _count(self, name: str) -> None:
+        with self._lock:
+            setattr(self, name, getattr(self, name) + 1)
+
+    def get(self, request: Hashable):
+        """The value for ``request`` (``None`` when not found), from the cache when it is there."""
+        key = self.key_of(request)
+        cached = self.store.get(key)
+        if cached is not None:
+            if cached == MISSING_MARKER:
+                self._count("negative_hits")
+                return None
+            self._count("hits")
+            return cached
+        self._count("misses")
+        value = self.compute(request)
+        self._count("computes")
+        if value is None:
+            if self.negative_ttl is not None:
+                self.store.set(key, MISSING_MARKER, self.negative_ttl)
+        else:
+            self.store.set(key, value, jittered_ttl(self.ttl, self.jitter, rng=self.rng))
+        return value
+
+    __call__ = get
+
+    def invalidate(self, request: Hashable) -> None:
+        """Delete on write: drop the cached value, so the next read computes it afresh."""
+        self.store.delete(self.key_of(request))
+
+    @property
+    def hit_ratio(self) -> float:
+        total = self.hits + self.negative_hits + self.misses
+        return (self.hits + self.negative_hits) / total if total else 0.0
+
+
+class Namespace:
+    """Versioned keys in Redis: ``<prefix><name>:v<version>:<key>``, with the version in Redis itself.
+
+    :meth:`bump` increments the version (one ``INCR``): every key of the old version becomes unreachable
+    at once, however many there are, and expires by its TTL later. The price: one more round trip per
+    lookup to read the version (:meth:`key` reads it each time, so every process sees a bump at once).
+    """
+
+    def __init__(self, client, prefix: str, name: str):
+        if not name or any(c.isspace() for c in name) or ":" in name:
+            raise ValueError(f"a namespace name without spaces or ':', not {name!r}")
+        self.client = client
+        self.prefix = _check_prefix(prefix)
+        self.name = name
+        self.version_key = f"{self.prefix}{name}:version"
+
+    def version(self) -> int:
+        return int(self.client.get(self.version_key) or 0)
+
+    def key(self, key: str) -> str:
+        """The key relative to the prefix (for a :class:`RedisStore`), at the current version."""
+        return f"{self.name}:v{self.version()}:{key}"
+
+    def bump(self) -> int:
+        """Invalidate the whole namespace; returns the new version."""
+        return int(self.client.incr(self.version_key))

@@ -1,0 +1,124 @@
+"""Cache-aside over real Redis and memcached: counters, TTLs, jitter, negative caching, versioned keys."""
+
+import random
+
+import pytest
+
+from cachelab.cache_aside import (
+    MISSING_MARKER,
+    CacheAside,
+    MemcachedStore,
+    Namespace,
+    RedisStore,
+    jittered_ttl,
+)
+from cachelab.servers import JsonSerde
+
+PREFIX = "cachelab:test_cache_aside:"
+
+
+@pytest.fixture
+def redis_client(redis_server):
+    from redis import Redis
+
+    client = Redis.from_url(redis_server.url, decode_responses=True, socket_timeout=2, socket_connect_timeout=1)
+    yield client
+    client.close()
+
+
+class Backend:
+    """A counting stand-in for the service: the value of key 'absent' does not exist."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, key):
+        self.calls += 1
+        return None if key == "absent" else {"key": key, "n": self.calls}
+
+
+def test_jittered_ttl_stays_in_its_window_and_spreads():
+    rng = random.Random(1)
+    values = [jittered_ttl(100, 0.1, rng=rng) for _ in range(2000)]
+    assert 90 <= min(values) and max(values) <= 110
+    assert len({round(v) for v in values}) >= 15
+    assert jittered_ttl(100, 0) == 100
+    for bad in ((0, 0.1), (10, 1.0), (10, -0.1)):
+        with pytest.raises(ValueError):
+            jittered_ttl(*bad)
+
+
+def test_cache_aside_computes_once_then_hits(redis_client):
+    backend = Backend()
+    cache = CacheAside(RedisStore(redis_client, PREFIX), backend, ttl=30)
+    first = cache.get("a")
+    assert cache.get("a") == first and backend.calls == 1
+    assert (cache.hits, cache.misses, cache.computes) == (1, 1, 1)
+    assert 29_000 < redis_client.pttl(PREFIX + "a") <= 30_000
+    cache.invalidate("a")
+    assert cache.get("a") != first and backend.calls == 2
+    assert cache.hit_ratio == pytest.approx(1 / 3)
+
+
+def test_negative_caching_remembers_not_found_briefly(redis_client):
+    backend = Backend()
+    plain = CacheAside(RedisStore(redis_client, PREFIX + "plain:"), backend, ttl=30)
+    for _ in range(5):
+        assert plain.get("absent") is None
+    assert backend.calls == 5  # every lookup of a missing key reaches the backend
+
+    backend = Backend()
+    negative = CacheAside(RedisStore(redis_client, PREFIX + "neg:"), backend, ttl=30, negative_ttl=2)
+    for _ in range(5):
+        assert negative.get("absent") is None
+    assert backend.calls == 1 and negative.negative_hits == 4
+    assert 0 < redis_client.pttl(PREFIX + "neg:absent") <= 2000
+    assert RedisStore(redis_client, PREFIX + "neg:").get("absent") == MISSING_MARKER
+
+
+def test_jitter_spreads_the_ttls_written(redis_client):
+    cache = CacheAside(RedisStore(redis_client, PREFIX), Backend(), ttl=100, jitter=0.2, rng=random.Random(3))
+    for i in range(50):
+        cache.get(f"j{i}")
+    ttls = [redis_client.pttl(f"{PREFIX}j{i}") for i in range(50)]
+    assert min(ttls) >= 79_000 and max(ttls) <= 120_000
+    assert max(ttls) - min(ttls) > 10_000
+
+
+def test_namespace_bump_makes_old_keys_unreachable(redis_client):
+    ns = Namespace(redis_client, PREFIX, "routes")
+    backend = Backend()
+    cache = CacheAside(RedisStore(redis_client, PREFIX), backend, ttl=30, key_of=ns.key)
+    cache.get("x")
+    cache.get("x")
+    assert backend.calls == 1 and ns.version() == 0
+    assert ns.bump() == 1
+    cache.get("x")
+    assert backend.calls == 2
+    assert redis_client.exists(PREFIX + "routes:v0:x") and redis_client.exists(PREFIX + "routes:v1:x")
+    with pytest.raises(ValueError):
+        Namespace(redis_client, PREFIX, "a:b")
+
+
+def test_stores_refuse_foreign_prefixes(redis_client):
+    with pytest.raises(ValueError):
+        RedisStore(redis_client, "users:")
+
+
+def test_memcached_store_with_expiry_and_reported_writes(memcached_server):
+    from pymemcache.client.base import Client
+    from pymemcache.exceptions import MemcacheServerError
+
+    client = Client(memcached_server.address, serde=JsonSerde(), key_prefix=PREFIX.encode(),
+                    connect_timeout=1, timeout=2)
+    store = MemcachedStore(client)
+    backend = Backend()
+    cache = CacheAside(store, backend, ttl=0.2)  # rounded up to memcached's whole second
+    cache.get("m")
+    cache.get("m")
+    assert backend.calls == 1
+    assert store.get_many(["m", "nope"]) == {"m": {"key": "m", "n": 1}}
+    store.delete("m")
+    assert store.get("m") is None
+    with pytest.raises(MemcacheServerError):  # noreply=False: a refused write is an error, not silence
+        store.set("huge", "x" * 2_000_000, 10)
