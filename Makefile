@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test refresh servers stop lint data clean
+.PHONY: help setup run test refresh servers stop lint data clean bench
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-10s %s\n", $$1, $$2}'
@@ -30,6 +30,9 @@ run: servers ## execute every notebook against real servers into build/ (HTML re
 
 test: setup ## run the test suite: package tests and every notebook, against real servers
 	$(PY) -m cachelab with-servers -- $(PY) -m pytest
+
+bench: setup ## measure every caching layer next to its floor: table, build/bench/results.json and figure
+	$(PY) -m cachelab with-servers -- $(PY) -m cachelab bench $(BENCH_ARGS)
 
 refresh: servers ## re-execute the committed notebooks in place (full measurements) for a reference run
 	$(PY) -m cachelab run --in-place

@@ -98,6 +98,9 @@ def main(argv=None) -> int:
     ws.set_defaults(func=cmd_with_servers)
     sub.add_parser("data", help="build the SQLite database from data/").set_defaults(func=cmd_data)
     sub.add_parser("env", help="print the environment banner").set_defaults(func=cmd_env)
+    from .bench import add_parser as add_bench_parser
+
+    add_bench_parser(sub)  # `python -m cachelab bench`: every caching layer next to its floor
     args = parser.parse_args(argv)
     if getattr(args, "command", None) == [] or (args.func is cmd_with_servers and not args.command):
         parser.error("with-servers needs a command")
