@@ -1,0 +1,307 @@
+"""Memoization from first principles, and the helpers notebooks 01 and 02 use to measure it.
+
+* :class:`CallCounter`: counts the calls of a function, recursive ones included.
+* :class:`Memo`: a hand-written memo, a dict from arguments to results in front of a function, with
+  hit and miss counters. ``functools.lru_cache`` does the same job in C, with a size bound.
+* :func:`round_trip_minutes` and :func:`count_schedules`: the recursive question on the data (how many
+  different sequences of round trips fit in a pilot's flying time) and a bottom-up reference answer.
+* :func:`replay_lru`: a request stream replayed through a real ``functools.lru_cache``, for hit ratios
+  and memory (``tracemalloc``) as ``maxsize`` grows, without paying for the backend.
+* :func:`call_together` and :class:`SingleFlight`: threads that miss at the same instant, and the per-key
+  lock that makes them compute once.
+* :func:`answer_in_process` and :func:`in_fresh_process`: an ``lru_cache`` lives in one process's memory;
+  a fresh worker process starts with an empty one.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import multiprocessing
+import os
+import shelve
+import sqlite3
+import threading
+import tracemalloc
+from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+
+from .data import FlightService
+
+
+class CallCounter:
+    """Wrap ``func`` and count its calls in :attr:`calls`.
+
+    Decorate a recursive function with it and the recursive calls are counted too, because the function
+    body looks its own name up at call time and finds the counter::
+
+        @CallCounter
+        def fib(n):
+            return n if n < 2 else fib(n - 1) + fib(n - 2)
+    """
+
+    def __init__(self, func: Callable):
+        functools.update_wrapper(self, func)
+        self.func = func
+        self.calls = 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        return self.func(*args, **kwargs)
+
+    def reset(self) -> None:
+        """Set the count back to zero."""
+        self.calls = 0
+
+
+class Memo:
+    """A hand-written memo: remember each result under its arguments, and never compute it twice.
+
+    The key is the tuple of positional arguments, so they must be hashable (no lists or dicts), and
+    the function must be *pure*: the same arguments always give the same result, with no side effect
+    worth repeating. The memo never forgets: it grows by one entry per distinct argument tuple.
+    """
+
+    def __init__(self, func: Callable):
+        functools.update_wrapper(self, func)
+        self.func = func
+        self.cache: dict[tuple, object] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def __call__(self, *args):
+        if args in self.cache:  # seen these arguments before: a hit
+            self.hits += 1
+            return self.cache[args]
+        self.misses += 1  # first time: compute, then remember
+        result = self.func(*args)
+        self.cache[args] = result
+        return result
+
+    @property
+    def calls(self) -> int:
+        """Every call, hit or miss."""
+        return self.hits + self.misses
+
+    @property
+    def hit_ratio(self) -> float:
+        """Share of calls answered from the memo (0.0 before any call)."""
+        return self.hits / self.calls if self.calls else 0.0
+
+    def __len__(self) -> int:
+        return len(self.cache)
+
+    def clear(self) -> None:
+        """Forget every result and reset the counters."""
+        self.cache.clear()
+        self.hits = self.misses = 0
+
+
+# --------------------------------------------------------------------------- the recursive question
+
+def round_trip_minutes(service: FlightService, origin: str = "LGA", count: int = 6,
+                       min_flights: int = 1000) -> dict[str, int]:
+    """Flying time of a round trip from ``origin`` to its ``count`` nearest busy destinations.
+
+    For each destination with at least ``min_flights`` flights in 2013, twice the mean air time,
+    rounded up to the quarter hour. Shortest first: ``{'BOS': 90, 'DCA': 105, ...}``.
+    """
+    if count < 1:
+        raise ValueError("count must be at least 1")
+    with sqlite3.connect(f"file:{service.db_path}?mode=ro", uri=True) as conn:
+        rows = conn.execute(
+            "SELECT dest, AVG(air_time) AS minutes FROM flights WHERE origin = ? AND air_time IS NOT NULL "
+            "GROUP BY dest HAVING COUNT(*) >= ? ORDER BY minutes, dest LIMIT ?",
+            (origin, min_flights, count),
+        ).fetchall()
+    if not rows:
+        raise ValueError(f"no destination from {origin!r} with {min_flights} flights or more")
+    return {dest: 15 * math.ceil(2 * minutes / 15) for dest, minutes in rows}
+
+
+def count_schedules(minutes: int, legs: Sequence[int]) -> int:
+    """How many ordered sequences of ``legs`` (durations) fit in ``minutes``, the empty one included.
+
+    The bottom-up reference for the recursion ``ways(t) = 1 + sum(ways(t - leg) for leg <= t)``: one
+    pass over ``t = 0..minutes``, no recursion, so it answers for any size.
+    """
+    if minutes < 0:
+        raise ValueError("minutes must be non-negative")
+    if any(leg <= 0 for leg in legs):
+        raise ValueError("every leg must last a positive number of minutes")
+    ways = [1] * (minutes + 1)
+    for t in range(minutes + 1):
+        ways[t] = 1 + sum(ways[t - leg] for leg in legs if leg <= t)
+    return ways[minutes]
+
+
+# --------------------------------------------------------------------------- streams through lru_cache
+
+@dataclass(frozen=True)
+class LruReplay:
+    """What a stream did to an ``lru_cache`` of one ``maxsize``."""
+
+    maxsize: int | None
+    hits: int
+    misses: int
+    currsize: int
+    traced_bytes: int | None = None
+
+    @property
+    def hit_ratio(self) -> float:
+        total = self.hits + self.misses
+        return self.hits / total if total else 0.0
+
+
+def replay_lru(stream: Sequence[Hashable], maxsize: int | None, *, make_value: Callable | None = None,
+               trace_memory: bool = False) -> LruReplay:
+    """Replay ``stream`` through a fresh ``functools.lru_cache(maxsize)`` and report what it did.
+
+    The cached function is ``make_value(key)`` (``None`` when not given): the hit ratio depends only
+    on the keys, so a cheap stand-in gives the same ratio as the real service. With
+    ``trace_memory=True`` the bytes still allocated once the stream has been replayed (the cache, its
+    keys and its values) are measured with :mod:`tracemalloc`; give a ``make_value`` that builds values
+    of the real shape for that.
+    """
+    def stand_in(key):
+        return make_value(key) if make_value is not None else None
+
+    if trace_memory:
+        was_tracing = tracemalloc.is_tracing()
+        if not was_tracing:
+            tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+    cached = functools.lru_cache(maxsize=maxsize)(stand_in)
+    for key in stream:
+        cached(key)
+    traced = None
+    if trace_memory:
+        traced = tracemalloc.get_traced_memory()[0] - before
+        if not was_tracing:
+            tracemalloc.stop()
+    info = cached.cache_info()
+    return LruReplay(maxsize, info.hits, info.misses, info.currsize, traced)
+
+
+# --------------------------------------------------------------------------- threads
+
+def call_together(func: Callable, *args, threads: int = 4, timeout: float = 60.0) -> list:
+    """Call ``func(*args)`` from ``threads`` threads released at the same instant; return their results.
+
+    A :class:`threading.Barrier` holds every thread until all are ready, so they all reach a cold cache
+    before any of them has filled it. Raises ``TimeoutError`` if a thread is still running after
+    ``timeout`` seconds, and re-raises the first exception a thread hit.
+    """
+    if threads < 1:
+        raise ValueError("threads must be at least 1")
+    barrier = threading.Barrier(threads)
+    results: list = [None] * threads
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            barrier.wait(timeout)
+            results[i] = func(*args)
+        except BaseException as exc:  # noqa: BLE001 - handed back to the caller below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout)
+    if any(w.is_alive() for w in workers):
+        raise TimeoutError(f"a thread was still running after {timeout} s")
+    if errors:
+        raise errors[0]
+    return results
+
+
+class SingleFlight:
+    """Make concurrent first calls with the same arguments compute once.
+
+    Wrap a cached function (``lru_cache``): a call takes the lock of its arguments before going in, so
+    when several threads miss the same key at once, one computes and fills the cache while the others
+    wait, then hit. Calls with different arguments do not wait for each other. One lock per key is kept
+    for the life of the wrapper: bound it like the cache if the key space is unbounded.
+    """
+
+    def __init__(self, func: Callable):
+        functools.update_wrapper(self, func)
+        self.func = func
+        self._locks: dict[tuple, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def __call__(self, *args):
+        with self._guard:
+            lock = self._locks.setdefault(args, threading.Lock())
+        with lock:
+            return self.func(*args)
+
+
+# --------------------------------------------------------------------------- processes
+
+_process_service: FlightService | None = None
+
+
+def _service_of_this_process() -> FlightService:
+    global _process_service
+    if _process_service is None:
+        _process_service = FlightService()
+    return _process_service
+
+
+@functools.cache
+def cached_route_delay(origin: str, dest: str, month: int) -> dict:
+    """``route_delay`` behind a module-level ``functools.cache``, as a web application would write it.
+
+    The cache lives in this process's memory: every process that imports this module has its own.
+    """
+    return _service_of_this_process().route_delay(origin, dest, month)
+
+
+def answer_in_process(routes: Sequence[tuple[str, str, int]], shelf_path: str | None = None) -> dict:
+    """Answer each ``(origin, dest, month)`` in this process, and say how many backend queries it took.
+
+    Without ``shelf_path`` the answers come from :func:`cached_route_delay`, the per-process
+    ``lru_cache``. With it they come from a cache outside the process, a :mod:`shelve` file that every
+    process can open (one at a time). Returns ``{"pid", "backend_calls", "hits", "misses"}``.
+    """
+    service = _service_of_this_process()
+    before = service.calls
+    hits = misses = 0
+    if shelf_path is None:
+        for origin, dest, month in routes:
+            start = cached_route_delay.cache_info()
+            cached_route_delay(origin, dest, month)
+            if cached_route_delay.cache_info().hits > start.hits:
+                hits += 1
+            else:
+                misses += 1
+    else:
+        with shelve.open(shelf_path) as shelf:
+            for origin, dest, month in routes:
+                key = f"{origin}-{dest}-{int(month):02d}"
+                if key in shelf:
+                    hits += 1
+                else:
+                    misses += 1
+                    shelf[key] = service.route_delay(origin, dest, month)
+    return {"pid": os.getpid(), "backend_calls": service.calls - before, "hits": hits, "misses": misses}
+
+
+def in_fresh_process(func: Callable, *args, timeout: float = 120.0):
+    """``func(*args)`` run in a brand-new Python process (``spawn``), and its result.
+
+    ``func`` must be importable by name (a function of this package, not one defined in a notebook),
+    because the new process imports it. Raises ``TimeoutError`` after ``timeout`` seconds.
+    """
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        result = pool.submit(func, *args).result(timeout=timeout)
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)  # never wait on a worker that misbehaved
+        raise
+    pool.shutdown(wait=True)
+    return result

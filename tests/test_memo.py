@@ -1,0 +1,160 @@
+import functools
+import os
+import threading
+import time
+
+import pytest
+
+from cachelab import memo, workload
+from cachelab.data import FlightService
+
+
+@pytest.fixture(scope="module")
+def service():
+    with FlightService() as svc:
+        yield svc
+
+
+def test_call_counter_counts_recursive_calls():
+    @memo.CallCounter
+    def fib(n):
+        return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+    assert fib(10) == 55
+    assert fib.calls == 177  # the naive recursion makes 2 * fib(11) - 1 calls
+    assert fib.__name__ == "fib"
+    fib.reset()
+    assert fib.calls == 0
+
+
+def test_memo_computes_each_argument_once():
+    body = memo.CallCounter(lambda x, y: x + y)
+    add = memo.Memo(body)
+    assert [add(1, 2), add(1, 2), add(2, 1), add(1, 2)] == [3, 3, 3, 3]
+    assert body.calls == 2
+    assert (add.hits, add.misses, add.calls, len(add)) == (2, 2, 4, 2)
+    assert add.hit_ratio == 0.5
+    assert add.cache == {(1, 2): 3, (2, 1): 3}
+
+
+def test_memo_turns_the_exponential_recursion_linear():
+    @memo.Memo
+    def fib(n):
+        return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+    assert fib(90) == 2880067194370816120
+    assert fib.misses == 91  # one computation per n in 0..90
+    assert fib.hits == 88  # fib(n - 2) is a hit for every n from 3 to 90
+
+
+def test_memo_clear_and_unhashable_arguments():
+    m = memo.Memo(len)
+    assert m.hit_ratio == 0.0
+    m("abc")
+    m.clear()
+    assert (len(m), m.hits, m.misses) == (0, 0, 0)
+    with pytest.raises(TypeError, match="unhashable"):
+        m([1, 2])
+
+
+def _naive_ways(t, legs):
+    return 1 + sum(_naive_ways(t - leg, legs) for leg in legs if leg <= t)
+
+
+@pytest.mark.parametrize("legs", [(1, 2), (90, 105, 105, 120), (3,)])
+def test_count_schedules_matches_the_recursion(legs):
+    for t in range(0, 8 * max(legs), max(1, max(legs) // 7)):
+        assert memo.count_schedules(t, legs) == _naive_ways(t, legs)
+    assert memo.count_schedules(2, (1, 2)) == 4  # (), (1), (1, 1), (2)
+
+
+def test_count_schedules_rejects_bad_input():
+    with pytest.raises(ValueError):
+        memo.count_schedules(-1, (1,))
+    with pytest.raises(ValueError):
+        memo.count_schedules(10, (0, 1))
+
+
+def test_round_trip_minutes_reads_the_data(service):
+    legs = memo.round_trip_minutes(service, "LGA", count=4)
+    assert len(legs) == 4
+    minutes = list(legs.values())
+    assert minutes == sorted(minutes)
+    assert all(m % 15 == 0 and m > 0 for m in minutes)
+    assert "BOS" in legs  # the LaGuardia-Boston shuttle is the shortest busy route
+    with pytest.raises(ValueError):
+        memo.round_trip_minutes(service, "XXX")
+
+
+def test_replay_lru_follows_least_recently_used_order():
+    # a, b, a: hit on a; c evicts b (least recently used); b misses again.
+    out = memo.replay_lru(list("abacb"), 2)
+    assert (out.hits, out.misses, out.currsize) == (1, 4, 2)
+    assert out.hit_ratio == pytest.approx(0.2)
+    assert memo.replay_lru([], 4).hit_ratio == 0.0
+
+
+def test_unbounded_replay_reaches_the_repeat_fraction():
+    stream = workload.zipf_stream(range(500), 3000, seed=1)
+    out = memo.replay_lru(stream, None)
+    assert out.hit_ratio == pytest.approx(workload.repeat_fraction(stream))
+    assert out.currsize == len(set(stream))
+    ratios = [memo.replay_lru(stream, size).hit_ratio for size in (1, 8, 64, 512)]
+    assert ratios == sorted(ratios)
+
+
+def test_replay_lru_traces_memory_that_grows_with_maxsize():
+    stream = list(range(2000))
+    small = memo.replay_lru(stream, 10, make_value=lambda k: [k] * 20, trace_memory=True)
+    large = memo.replay_lru(stream, 1000, make_value=lambda k: [k] * 20, trace_memory=True)
+    assert small.traced_bytes > 0
+    assert large.traced_bytes > 20 * small.traced_bytes
+    assert memo.replay_lru(stream, 10).traced_bytes is None
+
+
+def test_threads_that_miss_together_all_compute():
+    threads = 4
+    inside = threading.Barrier(threads)  # passes only if every thread is computing at the same time
+    body = memo.CallCounter(lambda key: inside.wait(10) is not None and key)
+    cached = functools.lru_cache(maxsize=None)(body)
+    assert memo.call_together(cached, "k", threads=threads) == ["k"] * threads
+    assert body.calls == threads
+
+
+def test_single_flight_computes_once_per_key():
+    def slow(key):
+        time.sleep(0.05)  # long enough for every thread to arrive while the first computes
+        return key.upper()
+
+    body = memo.CallCounter(slow)
+    once = memo.SingleFlight(functools.lru_cache(maxsize=None)(body))
+    assert memo.call_together(once, "k", threads=6) == ["K"] * 6
+    assert body.calls == 1
+    assert once("j") == "J" and body.calls == 2
+
+
+def test_call_together_reports_errors():
+    with pytest.raises(ZeroDivisionError):
+        memo.call_together(lambda: 1 / 0, threads=2)
+    with pytest.raises(ValueError):
+        memo.call_together(print, threads=0)
+
+
+def test_each_process_has_its_own_cache(service, tmp_path):
+    routes = [(r.origin, r.dest, r.month) for r in service.routes()[:2]]
+    memo.cached_route_delay.cache_clear()
+    here = memo.answer_in_process(routes)
+    assert (here["backend_calls"], here["misses"], here["hits"]) == (2, 2, 0)
+    assert memo.answer_in_process(routes)["backend_calls"] == 0
+    fresh = memo.in_fresh_process(memo.answer_in_process, routes)
+    assert fresh["pid"] != os.getpid()
+    assert (fresh["backend_calls"], fresh["misses"]) == (2, 2)  # it could not see this process's cache
+
+
+def test_a_shelf_is_shared_between_processes(service, tmp_path):
+    routes = [(r.origin, r.dest, r.month) for r in service.routes()[:2]]
+    shelf = str(tmp_path / "answers")
+    first = memo.answer_in_process(routes, shelf)
+    second = memo.in_fresh_process(memo.answer_in_process, routes, shelf)
+    assert first["backend_calls"] == 2
+    assert (second["backend_calls"], second["hits"]) == (0, 2)
