@@ -1,0 +1,436 @@
+"""Participant copies of the notebooks, generated from the one source of truth: ``make exercises``.
+
+Solutions are written once, in the notebooks, in code cells tagged ``solution``; the code cell that
+checks them follows, tagged ``check`` (it calls :mod:`cachelab.exercises`). :func:`build_exercises` writes
+``exercises/NN_slug.ipynb`` for every numbered notebook: outputs cleared, and each solution cell replaced
+by a placeholder that defines the same top-level names, ``name = ...`` for a value and a function with the
+same signature and docstring whose body raises ``NotImplementedError``. Every check cell then says
+"not yet" until the participant writes their own code.
+
+:func:`verify_exercises` proves that last sentence for a notebook: it runs the notebook in a kernel and, at
+each check cell, runs the check on the solution (it must pass) and on the placeholder (it must fail).
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import paths
+
+SOLUTION_TAG = "solution"
+CHECK_TAG = "check"
+PLACEHOLDER_TAG = "placeholder"
+YOUR_CODE_HERE = "Your code here"
+NOTE_CELL_ID = "participant-copy-note"
+NUMBERED = "[0-9][0-9]_*.ipynb"
+
+
+def exercises_dir() -> Path:
+    """Where the participant copies live: ``exercises/`` in the checkout (committed, generated)."""
+    return paths.project_root() / "exercises"
+
+
+def cell_tags(cell) -> list[str]:
+    """The tags of a notebook cell (``metadata.tags``), as a list."""
+    return list(cell.get("metadata", {}).get("tags", []))
+
+
+def is_solution(cell) -> bool:
+    return SOLUTION_TAG in cell_tags(cell)
+
+
+def is_check(cell) -> bool:
+    return cell.get("cell_type") == "code" and CHECK_TAG in cell_tags(cell)
+
+
+# --------------------------------------------------------------------------- placeholders
+
+def _target_names(target: ast.AST) -> list[str]:
+    if isinstance(target, ast.Name):
+        return [target.id]
+    if isinstance(target, ast.Tuple | ast.List):
+        return [n for elt in target.elts for n in _target_names(elt)]
+    if isinstance(target, ast.Starred):
+        return _target_names(target.value)
+    return []  # obj.attr = ..., d[k] = ...: binds no new name
+
+
+def defined_names(source: str) -> list[str]:
+    """The public names a solution cell defines at top level, in order: what its placeholder must define.
+
+    Assignments (plain, annotated, augmented), functions and classes count; names starting with ``_``,
+    loop variables and imports do not (they are the solution's business, not the exercise's interface).
+    """
+    names: list[str] = []
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign):
+            found = [n for t in node.targets for n in _target_names(t)]
+        elif isinstance(node, ast.AnnAssign | ast.AugAssign):
+            found = _target_names(node.target)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            found = [node.name]
+        else:
+            found = []
+        names += [n for n in found if not n.startswith("_") and n not in names]
+    return names
+
+
+def bound_names(source: str) -> list[str]:
+    """Every name a cell binds at top level (imports and loop variables too), to forget before a rerun."""
+    names: list[str] = []
+    for node in ast.parse(source).body:
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) and sub is not node:
+                continue
+            if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store):
+                names.append(sub.id)
+            elif isinstance(sub, ast.alias):
+                names.append((sub.asname or sub.name).split(".")[0])
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.append(node.name)
+    return list(dict.fromkeys(n for n in names if n != "*"))
+
+
+def _not_implemented(name: str) -> ast.Raise:
+    message = ast.Constant(f"{YOUR_CODE_HERE}: write {name}")
+    return ast.Raise(exc=ast.Call(func=ast.Name("NotImplementedError", ast.Load()), args=[message], keywords=[]))
+
+
+def _docstring_body(node) -> list[ast.stmt]:
+    doc = ast.get_docstring(node, clean=False)
+    return [ast.Expr(ast.Constant(doc))] if doc else []
+
+
+def _function_stub(node: ast.FunctionDef | ast.AsyncFunctionDef) -> str:
+    """Same name, parameters and docstring; no decorators or annotations (they can give the answer away)."""
+    stub = copy.deepcopy(node)
+    stub.decorator_list = []
+    stub.returns = None
+    args = stub.args
+    for arg in [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]:
+        if arg is not None:
+            arg.annotation = None
+    stub.body = _docstring_body(node) + [_not_implemented(f"{node.name}()")]
+    return ast.unparse(ast.fix_missing_locations(stub))
+
+
+def _class_stub(node: ast.ClassDef) -> str:
+    init = copy.deepcopy(ast.parse("def __init__(self, *args, **kwargs): pass").body[0])
+    init.body = [_not_implemented(node.name)]
+    stub = copy.deepcopy(node)
+    stub.bases, stub.keywords, stub.decorator_list = [], [], []
+    stub.body = _docstring_body(node) + [init]
+    return ast.unparse(ast.fix_missing_locations(stub))
+
+
+def placeholder_source(source: str) -> str:
+    """The participant's version of a solution cell: the same names defined, none of the solution's code.
+
+    >>> print(placeholder_source("best = max(sizes)"))
+    # Your code here: replace the ... below.
+    best = ...
+    """
+    pieces: list[tuple[bool, str]] = []  # (is a def or class, text)
+    seen: set[str] = set()
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            if not node.name.startswith("_") and node.name not in seen:
+                seen.add(node.name)
+                pieces.append((True, _class_stub(node) if isinstance(node, ast.ClassDef) else _function_stub(node)))
+            continue
+        for name in defined_names(ast.unparse(node)):
+            if name not in seen:
+                seen.add(name)
+                pieces.append((False, f"{name} = ..."))
+    if not pieces:
+        return f"# {YOUR_CODE_HERE}.\n"
+    kinds = {is_def for is_def, _ in pieces}
+    what = " and ".join(w for w, present in (("the ...", False in kinds), ("the NotImplementedError", True in kinds))
+                        if present)
+    text = pieces[0][1]
+    for (was_def, _), (is_def, piece) in zip(pieces, pieces[1:], strict=False):
+        text += ("\n\n\n" if was_def or is_def else "\n") + piece
+    return f"# {YOUR_CODE_HERE}: replace {what} below.\n" + text
+
+# --------------------------------------------------------------------------- participant copies
+
+def participant_copy(nb, *, source_name: str = ""):
+    """A copy of notebook ``nb`` for participants: outputs cleared, solution cells turned into placeholders."""
+    import nbformat
+
+    out = copy.deepcopy(nb)
+    cells = []
+    for cell in out.cells:
+        cell.metadata.pop("execution", None)
+        cell.metadata.pop("ExecuteTime", None)
+        if cell.cell_type == "code":
+            cell.outputs = []
+            cell.execution_count = None
+        if is_solution(cell):
+            tags = [t for t in cell_tags(cell) if t != SOLUTION_TAG] + [PLACEHOLDER_TAG]
+            cell.metadata["tags"] = tags
+            if cell.cell_type == "code":
+                cell.source = placeholder_source(cell.source)
+            else:
+                cell.source = f"*{YOUR_CODE_HERE}: write your answer here.*"
+                cell.pop("attachments", None)
+        cells.append(cell)
+    if any(PLACEHOLDER_TAG in cell_tags(c) for c in cells):
+        where = f"`notebooks/{source_name}`" if source_name else "the notebook in `notebooks/`"
+        note = nbformat.v4.new_markdown_cell(
+            "> **Your copy.** This notebook is generated by `make exercises` from " + where + ". Each exercise's "
+            f"code cell says *{YOUR_CODE_HERE}*: write your answer there, then run the check cell under it. It "
+            "says right, or what to look at. The worked solutions are in " + where + ".",
+            id=NOTE_CELL_ID)
+        note.metadata["slideshow"] = {"slide_type": "skip"}
+        cells.insert(1 if cells else 0, note)
+    out.cells = cells
+    language = out.metadata.get("language_info", {}).get("name")
+    if language:
+        out.metadata["language_info"] = {"name": language}  # versions vary by machine: keep the copy stable
+    out.metadata.pop("widgets", None)
+    return out
+
+
+def render_copy(path: Path) -> str:
+    """The participant copy of the notebook at ``path``, as the text ``make exercises`` writes."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    copy_nb = participant_copy(nb, source_name=path.name)
+    nbformat.validate(copy_nb)
+    return nbformat.writes(copy_nb) + "\n"
+
+
+def _sources(notebooks_dir: Path | None, only: Sequence[str] | None) -> list[Path]:
+    found = sorted((notebooks_dir or paths.notebooks_dir()).glob(NUMBERED))
+    if only:
+        found = [p for p in found if any(p.stem.startswith(o) for o in only)]
+    return found
+
+
+def stale_copies(notebooks_dir: Path | None = None, out_dir: Path | None = None) -> list[str]:
+    """What ``make exercises`` would change: copies missing or out of date, and copies with no source."""
+    out_dir = out_dir or exercises_dir()
+    sources = _sources(notebooks_dir, None)
+    problems = []
+    for path in sources:
+        target = out_dir / path.name
+        if not target.exists():
+            problems.append(f"{target.name}: missing")
+        elif target.read_text(encoding="utf-8") != render_copy(path):
+            problems.append(f"{target.name}: out of date")
+    names = {p.name for p in sources}
+    problems += [f"{p.name}: no notebook of that name" for p in sorted(out_dir.glob(NUMBERED)) if p.name not in names]
+    return problems
+
+
+def build_exercises(notebooks_dir: Path | None = None, out_dir: Path | None = None,
+                    only: Sequence[str] | None = None) -> list[Path]:
+    """Write the participant copies (only those that changed) and remove copies whose notebook is gone."""
+    out_dir = out_dir or exercises_dir()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    sources = _sources(notebooks_dir, only)
+    for path in sources:
+        target = out_dir / path.name
+        text = render_copy(path)
+        if not target.exists() or target.read_text(encoding="utf-8") != text:
+            target.write_text(text, encoding="utf-8")
+            written.append(target)
+    if not only:
+        names = {p.name for p in sources}
+        for orphan in out_dir.glob(NUMBERED):
+            if orphan.name not in names:
+                orphan.unlink()
+    return written
+
+
+# --------------------------------------------------------------------------- verification
+
+class NotebookBroken(RuntimeError):
+    """A cell that is not part of an exercise failed: the notebook must run clean before exercises are checked."""
+
+
+@dataclass
+class CheckResult:
+    """What one check cell did on the solution and on the placeholder."""
+
+    notebook: str
+    cell: int  # index of the check cell in the notebook
+    names: list[str] = field(default_factory=list)  # what the solution cells define
+    solution_error: str = ""  # empty when the check passed on the solution, as it must
+    placeholder_error: str = ""  # the error the check raised on the placeholder; empty is a bug
+
+    @property
+    def ok(self) -> bool:
+        return not self.solution_error and bool(self.placeholder_error)
+
+    def describe(self) -> str:
+        where = f"{self.notebook} cell {self.cell} ({', '.join(self.names) or 'no names'})"
+        if self.ok:
+            return f"ok    {where}: passes on the solution; on the placeholder: {self.placeholder_error}"
+        problems = []
+        if self.solution_error:
+            problems.append(f"fails on the solution: {self.solution_error}")
+        if not self.placeholder_error:
+            problems.append("passes on the placeholder (it must fail until the participant writes code)")
+        return f"FAIL  {where}: " + "; ".join(problems)
+
+
+def _error_line(exc) -> str:
+    ename = getattr(exc, "ename", type(exc).__name__)
+    evalue = str(getattr(exc, "evalue", exc)).strip().splitlines()
+    return f"{ename}: {evalue[0] if evalue else ''}"[:300]
+
+
+def exercise_groups(nb) -> list[tuple[list[int], int]]:
+    """``(solution cell indices, check cell index)`` for each check cell, in order.
+
+    A check cell checks the solution cells that come after the previous check cell.
+    """
+    groups, pending = [], []
+    for index, cell in enumerate(nb.cells):
+        if is_solution(cell) and cell.cell_type == "code":
+            pending.append(index)
+        elif is_check(cell):
+            groups.append((pending, index))
+            pending = []
+    return groups
+
+
+def verify_exercises(path: Path, *, quick: bool = True, results_dir: Path | None = None,
+                     figures_dir: Path | None = None, timeout: int | None = None) -> list[CheckResult]:
+    """Run ``path`` in a fresh kernel; at each check cell, check it passes on the solution, fails on the placeholder.
+
+    Cells after the last check cell are not run. Raises :class:`NotebookBroken` when another cell fails.
+    """
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    from .runner import CELL_TIMEOUT, _environ
+
+    path = Path(path)
+    nb = nbformat.read(path, as_version=4)
+    groups = exercise_groups(nb)
+    if not groups:
+        return []
+    last = groups[-1][1]
+    check_of = {check: solutions for solutions, check in groups}
+    env = {"CACHELAB_QUICK": "1" if quick else "0", "PYTHONHASHSEED": "0",
+           "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+    if results_dir:
+        env["CACHELAB_RESULTS_DIR"] = str(results_dir)
+    if figures_dir:
+        env["CACHELAB_FIGURES_DIR"] = str(figures_dir)
+    client = NotebookClient(nb, timeout=timeout or CELL_TIMEOUT["quick" if quick else "full"],
+                            kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
+    results = []
+
+    def run(source: str, index: int) -> str:
+        """Run ``source`` in the kernel; the error line, or '' when it ran clean."""
+        cell = nbformat.v4.new_code_cell(source)
+        try:
+            client.execute_cell(cell, index)
+        except CellExecutionError as exc:
+            return _error_line(exc)
+        return ""
+
+    with _environ(env), client.setup_kernel():
+        for index, cell in enumerate(nb.cells[: last + 1]):
+            if cell.cell_type != "code":
+                continue
+            if index not in check_of:
+                error = run(cell.source, index)
+                if error:
+                    kind = "solution" if is_solution(cell) else "cell"
+                    raise NotebookBroken(f"{path.name}: {kind} {index} failed: {error}")
+                continue
+            solutions = [nb.cells[i].source for i in check_of[index]]
+            result = CheckResult(path.stem, index, [n for s in solutions for n in defined_names(s)])
+            result.solution_error = run(cell.source, index)
+            forget = sorted({n for s in solutions for n in bound_names(s)})
+            if forget:
+                run("\n".join(f"globals().pop({n!r}, None)" for n in forget), index)
+            for source in solutions:
+                error = run(placeholder_source(source), index)
+                if error:
+                    result.placeholder_error = f"the placeholder itself fails: {error}"
+            if not result.placeholder_error:
+                result.placeholder_error = run(cell.source, index)
+            for source in solutions:  # back to the solution's state for the cells that follow
+                error = run(source, index)
+                if error:
+                    raise NotebookBroken(f"{path.name}: rerunning a solution before cell {index} failed: {error}")
+            results.append(result)
+    return results
+
+
+def verify_series(only: Sequence[str] | None = None, *, quick: bool = True, results_dir: Path | None = None,
+                  progress=print) -> list[CheckResult]:
+    """:func:`verify_exercises` over the numbered notebooks in order, sharing one results folder."""
+    import tempfile
+
+    out: list[CheckResult] = []
+    with tempfile.TemporaryDirectory(prefix="cachelab-exercises-") as scratch:
+        results_dir = results_dir or Path(scratch) / "results"
+        figures_dir = Path(scratch) / "figures"
+        for path in _sources(None, only):
+            found = verify_exercises(path, quick=quick, results_dir=results_dir, figures_dir=figures_dir)
+            for result in found:
+                progress(result.describe())
+            out += found
+    return out
+
+
+def solution_lines(nb) -> set[str]:
+    """Lines of code that appear in the notebook's solution cells and nowhere else in it.
+
+    A participant copy must contain none of them: :func:`leaked_solution_lines` checks.
+    """
+    def lines(cells):
+        return {ln.strip() for c in cells if c.cell_type == "code" for ln in c.source.splitlines()}
+
+    solution = lines([c for c in nb.cells if is_solution(c)])
+    elsewhere = lines([c for c in nb.cells if not is_solution(c)])
+    trivial = {"", "pass", "return", "else:", "try:", "finally:", "...", ")", "]", "}", '"""', "'''"}
+    return {ln for ln in solution - elsewhere - trivial if not ln.startswith(("#", "import ", "from "))}
+
+
+def leaked_solution_lines(source_nb, copy_nb) -> list[str]:
+    """The solution lines of ``source_nb`` found in ``copy_nb``'s code.
+
+    A placeholder keeps a function's interface (its ``def`` line and docstring): those lines do not count.
+    """
+    copy_lines = {ln.strip() for c in copy_nb.cells if c.cell_type == "code" for ln in c.source.splitlines()}
+    return sorted(solution_lines(source_nb) & copy_lines - _interface_lines(copy_nb))
+
+
+def _interface_lines(nb) -> set[str]:
+    out = set()
+    for cell in nb.cells:
+        if PLACEHOLDER_TAG not in cell_tags(cell) or cell.cell_type != "code":
+            continue
+        for node in ast.walk(ast.parse(cell.source)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                doc = ast.get_docstring(node, clean=False) or ""
+                out |= {ln.strip() for ln in doc.splitlines()} | {ast.unparse(node).splitlines()[0].strip()}
+    return out
+
+
+def main_summary(results: list[CheckResult]) -> int:
+    """Print a closing line and return the exit code for ``python -m cachelab exercises --verify``."""
+    bad = [r for r in results if not r.ok]
+    print(f"\n{len(results) - len(bad)} passed, {len(bad)} failed: check cells against solutions and placeholders")
+    return 1 if bad else 0
+
+
+__all__ = ["CheckResult", "NotebookBroken", "build_exercises", "bound_names", "defined_names", "exercise_groups",
+           "exercises_dir", "leaked_solution_lines", "participant_copy", "placeholder_source", "render_copy",
+           "solution_lines", "stale_copies", "verify_exercises", "verify_series"]
+
