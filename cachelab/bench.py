@@ -4,7 +4,7 @@
 hit at each layer and, next to it, the cheapest way to do the same work with no library at all:
 
 * **in-process**: a ``dict`` lookup (the floor) against ``functools.lru_cache``, a ``cachetools`` mapping,
-  ``cachetools``' ``@cached`` decorator, and the near cache when the package has one;
+  ``cachetools``' ``@cached`` decorator, and the local tier of :class:`~cachelab.near_cache.NearCache`;
 * **disk**: a ``joblib.Memory`` hit against reading the same bytes from the file joblib wrote;
 * **network**: redis-py and pymemcache GETs against a hand-written request on a plain TCP socket (the
   round-trip floor) and against ``redis-benchmark -c 1``, the C client that ships with Redis; and
@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import paths
+from .near_cache import NearCache
 from .timing import Timing, format_ns, from_samples, measure, quick_mode
 
 PREFIX = "cachelab:bench:"
@@ -476,11 +477,6 @@ def _route_answer(origin: str, dest: str, month: int) -> dict:
         return service.route_delay(origin, dest, month)
 
 
-def _near_cache_factory():
-    """The package's near cache, if one exists (``cachelab`` grows it in the distributed notebooks)."""
-    return None
-
-
 @dataclass
 class _Spec:
     """One row to measure: a statement for :func:`measure`, or a ``sampler`` (an outside tool) giving one sample."""
@@ -560,19 +556,26 @@ class _Bench:
         decorated = cachetools.cached(cachetools.LRUCache(maxsize=1024))(compute)
         lru(o, de, m)
         decorated(o, de, m)
-        names = {"d": table, "f": lru, "c": mapping, "g": decorated, "o": o, "de": de, "m": m}
-        specs = [
-            _Spec(DICT, "d[(o, de, m)]", names, note="builds and hashes the key tuple, as every cache here does"),
-            _Spec(LRU, "f(o, de, m)", names, (DICT,)),
-            _Spec(CT_MAPPING, "c[(o, de, m)]", names, (DICT,)),
-            _Spec(CT_CACHED, "g(o, de, m)", names, (DICT,)),
-        ]
-        near = _near_cache_factory()
-        if near is None:
-            self.notes.append("No near cache in this version of the package: its row was not measured.")
-        else:
-            specs.append(_Spec(NEAR, near(self), floors=(DICT,)))
-        self._measure("in-process", specs)
+        client = self.servers.redis_client()
+        near = NearCache(client, PREFIX + "near:", local_ttl=3600)  # invalidation on, as the notebooks use it
+        key = self.route.key()
+        near.set(key, answer)
+        names = {"d": table, "f": lru, "c": mapping, "g": decorated, "n": near, "k": key,
+                 "o": o, "de": de, "m": m}
+        try:
+            self._measure("in-process", [
+                _Spec(DICT, "d[(o, de, m)]", names, note="builds and hashes the key tuple, as the caches do"),
+                _Spec(LRU, "f(o, de, m)", names, (DICT,)),
+                _Spec(CT_MAPPING, "c[(o, de, m)]", names, (DICT,)),
+                _Spec(CT_CACHED, "g(o, de, m)", names, (DICT,)),
+                _Spec(NEAR, "n.get(k)", names, (DICT,),
+                      note="the local tier of cachelab's NearCache: a lock and a TTLCache lookup, no network"),
+            ])
+            if near.counters()["remote_hits"] or near.counters()["misses"]:
+                raise RuntimeError(f"the near cache left its local tier during the run: {near.counters()}")
+        finally:
+            near.close()
+            client.close()
 
     # -- disk
     def disk(self) -> None:
