@@ -121,13 +121,16 @@ def call_in_fresh_process(location: str | Path, func: Callable, args: tuple = ()
                           timeout: float = 120.0) -> FreshCall:
     """Call ``joblib.Memory(location).cache(func)(*args, **kwargs)`` in a new Python process.
 
-    ``func`` must be importable (defined at the top level of a module). The arguments go to the child,
-    and the result comes back, as pickles in a private temporary folder that only this user can read.
+    ``location`` reaches the child as given, ``str`` or ``pathlib.Path``: joblib 1.6 stores under a ``joblib/``
+    subfolder of a ``str`` location but directly in a ``Path`` one (joblib issue #1684), so a change of type
+    would be a different cache. ``func`` must be importable (defined at the top level of a module). The
+    arguments go to the child, and the result comes back, as pickles in a private temporary folder that
+    only this user can read.
     Raises ``subprocess.TimeoutExpired`` after ``timeout`` seconds and ``RuntimeError`` (with the
     child's error output) if the call fails.
     """
     module, qualname = _import_path(func)
-    request = {"location": str(location), "module": module, "qualname": qualname, "args": tuple(args),
+    request = {"location": location, "module": module, "qualname": qualname, "args": tuple(args),
                "kwargs": dict(kwargs or {}), "ignore": ignore, "mmap_mode": mmap_mode}
     with tempfile.TemporaryDirectory(prefix="cachelab-fresh-") as private:
         request_path, reply_path = Path(private) / "request.pkl", Path(private) / "reply.pkl"
