@@ -478,12 +478,17 @@ class Servers:
         """A pymemcache ``HashClient`` over the memcached nodes (rendezvous hashing), JSON by default.
 
         Every key is written under ``prefix`` (pymemcache's ``key_prefix``), so cleanup can find them.
+        A node that dies or stops answering costs misses, not errors (``ignore_exc=True``): a read
+        returns ``None`` and a write is dropped, the node is retried once, then left out for
+        ``dead_timeout`` seconds while its keys go to the other nodes. A cache is an optimisation; its
+        outage must not become the application's. Pass ``ignore_exc=False`` to see the errors.
         """
         from pymemcache.client.hash import HashClient
 
         _check_prefix(prefix)
         options = dict(connect_timeout=CONNECT_TIMEOUT, timeout=SOCKET_TIMEOUT, serde=serde or JsonSerde(),
-                       key_prefix=prefix.encode(), retry_attempts=1, retry_timeout=0.5, dead_timeout=5)
+                       key_prefix=prefix.encode(), retry_attempts=1, retry_timeout=0.5, dead_timeout=5,
+                       ignore_exc=True)
         options.update(kwargs)
         return HashClient(list(nodes or self.memcached.nodes), **options)
 
