@@ -52,6 +52,7 @@ class NearCache:
         self._local = TTLCache(maxsize=maxsize, ttl=local_ttl, timer=timer)
         self._lock = threading.Lock()
         self.local_hits = self.remote_hits = self.misses = self.computes = self.invalidations = 0
+        self._epoch = 0  # invalidations seen: a read that overlaps one must not keep what it read
         self._stop = threading.Event()
         self._pubsub = None
         self._thread: threading.Thread | None = None
@@ -92,6 +93,7 @@ class NearCache:
         with self._lock:
             self._local.pop(key, None)
             self.invalidations += 1
+            self._epoch += 1
         if self.on_invalidate is not None:
             self.on_invalidate(key)
 
@@ -105,12 +107,14 @@ class NearCache:
             else:
                 self.local_hits += 1
                 return value
+            epoch = self._epoch
         raw = self.client.get(self.prefix + key)
         if raw is not None:
             value = json.loads(raw)
             with self._lock:
                 self.remote_hits += 1
-                self._local[key] = value
+                if self._epoch == epoch:  # else a write raced this read: what we read may be old
+                    self._local[key] = value
             return value
         with self._lock:
             self.misses += 1

@@ -218,19 +218,32 @@ class HammerRun:
         return float(np.percentile(self.latencies_ns, q))
 
 
-def _until(deadline: float, key: str) -> Iterator[str]:
-    while time.monotonic() < deadline:
+def _arrivals(deadline: float, key: str, interval: float | None) -> Iterator[str]:
+    """``key`` until ``deadline``: back to back, or one request every ``interval`` seconds."""
+    next_at = time.monotonic()
+    while True:
+        now = time.monotonic()
+        if now >= deadline:
+            return
+        if interval and now < next_at:
+            time.sleep(next_at - now)  # the gap between arrivals: not part of any request's latency
+        next_at += interval or 0.0
         yield key
 
 
-def hammer(get: Callable[[str], object], key: str, *, workers: int, duration: float) -> HammerRun:
-    """``workers`` threads call ``get(key)`` back to back for ``duration`` seconds, starting together.
+def hammer(get: Callable[[str], object], key: str, *, workers: int, duration: float,
+           interval: float | None = None) -> HammerRun:
+    """``workers`` threads ask for ``key`` for ``duration`` seconds, starting together.
 
-    Each request is timed by :func:`cachelab.timing.time_calls`. A request that raises counts as an error
+    Each worker sends one request every ``interval`` seconds (a steady arrival rate, as a busy web
+    worker that also serves other keys would), or back to back when ``interval`` is ``None``. Only the
+    requests are timed, by :func:`cachelab.timing.time_calls`. A request that raises counts as an error
     and ends that worker's run.
     """
     if workers < 1 or duration <= 0:
         raise ValueError("workers must be at least 1 and duration positive")
+    if interval is not None and interval <= 0:
+        raise ValueError("interval must be positive (or None for back to back)")
     barrier = threading.Barrier(workers)
     errors = 0
     lock = threading.Lock()
@@ -239,7 +252,7 @@ def hammer(get: Callable[[str], object], key: str, *, workers: int, duration: fl
         nonlocal errors
         barrier.wait()
         try:
-            return time_calls(get, _until(time.monotonic() + duration, key))
+            return time_calls(get, _arrivals(time.monotonic() + duration, key, interval))
         except Exception:  # noqa: BLE001 - counted, and the run goes on with the other workers
             with lock:
                 errors += 1

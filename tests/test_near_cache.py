@@ -1,0 +1,80 @@
+"""The two-tier near cache on a real Redis: local hits, pub/sub invalidation across instances, local TTL."""
+
+import threading
+
+import pytest
+
+from cachelab.expiry import ManualClock
+from cachelab.near_cache import NearCache
+
+PREFIX = "cachelab:test_near_cache:"
+
+
+@pytest.fixture
+def redis_client(redis_server):
+    from redis import Redis
+
+    client = Redis.from_url(redis_server.url, decode_responses=True, socket_timeout=2, socket_connect_timeout=1)
+    yield client
+    client.close()
+
+
+def test_reads_go_local_then_remote_then_compute(redis_client):
+    calls = []
+    with NearCache(redis_client, PREFIX, compute=lambda k: calls.append(k) or {"k": k}) as cache:
+        assert cache.get("a") == {"k": "a"}  # computed, stored in both tiers
+        assert cache.get("a") == {"k": "a"}  # local
+        assert calls == ["a"]
+        assert cache.counters()["local_hits"] == 1 and cache.computes == 1
+        assert redis_client.get(PREFIX + "a") == '{"k":"a"}'
+    with NearCache(redis_client, PREFIX) as other:
+        assert other.get("a") == {"k": "a"} and other.remote_hits == 1  # from Redis, then local
+        assert other.cached_locally("a")
+        assert other.get("missing") is None and other.misses == 1
+
+
+def test_a_write_in_one_instance_invalidates_the_other(redis_client):
+    dropped = threading.Event()
+    with NearCache(redis_client, PREFIX) as writer, \
+            NearCache(redis_client, PREFIX, on_invalidate=lambda key: dropped.set()) as reader:
+        writer.set("k", 1)
+        assert dropped.wait(2)  # the message of this first write (nothing to drop yet)
+        dropped.clear()
+        assert reader.get("k") == 1 and reader.cached_locally("k")
+        writer.set("k", 2)
+        assert dropped.wait(2), "the invalidation message did not arrive within 2 s"
+        assert not reader.cached_locally("k")
+        assert reader.get("k") == 2
+        assert reader.invalidations == 2 and writer.invalidations == 0  # one per write; none for its own
+        dropped.clear()
+        writer.invalidate("k")
+        assert dropped.wait(2)
+        assert reader.get("k") is None
+
+
+def test_without_invalidation_staleness_is_bounded_by_the_local_ttl(redis_client):
+    clock = ManualClock()
+    with NearCache(redis_client, PREFIX, invalidation=False) as writer, \
+            NearCache(redis_client, PREFIX, invalidation=False, local_ttl=5, timer=clock) as reader:
+        writer.set("k", "old")
+        assert reader.get("k") == "old"
+        writer.set("k", "new")
+        assert reader.get("k") == "old"  # stale: nothing told the reader
+        clock.advance(4.9)
+        assert reader.get("k") == "old"
+        clock.advance(0.2)
+        assert reader.get("k") == "new"  # the local TTL ran out
+
+
+def test_close_is_idempotent_and_stops_the_listener(redis_client):
+    cache = NearCache(redis_client, PREFIX)
+    cache.close()
+    cache.close()
+    assert redis_client.pubsub_numsub(cache.channel)[0][1] == 0
+
+
+def test_bad_arguments_are_refused(redis_client):
+    with pytest.raises(ValueError):
+        NearCache(redis_client, "other:")
+    with pytest.raises(ValueError):
+        NearCache(redis_client, PREFIX, local_ttl=0, invalidation=False)
