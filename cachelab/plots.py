@@ -170,3 +170,36 @@ def distribution_chart(samples: Mapping[str, Iterable[float]], *, title: str = "
     if len(samples) > 1:
         ax.legend()
     return _finish(fig, ax, title, save_as)
+
+
+def bar_chart(values: Mapping[str, float] | Mapping[str, Mapping[str, float]], *, ylabel: str,
+              title: str | None = None, logy: bool = False, percent: bool = False, annotate: bool = True,
+              ax=None, save_as: str | None = None):
+    """Bars for categories: ``{category: value}``, or grouped ``{series: {category: value}}``.
+
+    For counts by category (keys per node, backend queries per strategy), where a line would suggest an
+    order that is not there. Each bar is labelled with its value unless ``annotate`` is false.
+    """
+    if not values:
+        raise ValueError("bar_chart needs at least one value")
+    first = next(iter(values.values()))
+    series = values if isinstance(first, Mapping) else {"": values}
+    categories = list(dict.fromkeys(c for s in series.values() for c in s))
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(8, 4))
+    width = 0.8 / len(series)
+    for i, (label, data) in enumerate(series.items()):
+        xs = [j + (i - (len(series) - 1) / 2) * width for j in range(len(categories))]
+        ys = [data.get(c, 0) for c in categories]
+        bars = ax.bar(xs, ys, width=width * 0.95, label=label or None, color=PALETTE[i % len(PALETTE)])
+        if annotate:
+            ax.bar_label(bars, labels=[f"{y:.0%}" if percent else f"{y:,.3g}" for y in ys], fontsize=8, padding=2)
+    ax.set_xticks(range(len(categories)), categories)
+    ax.set_ylabel(ylabel)
+    ax.grid(axis="x", visible=False)
+    if logy:
+        ax.set_yscale("log")
+    if percent:
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    if len(series) > 1:
+        ax.legend()
+    return _finish(fig, ax, title, save_as)
