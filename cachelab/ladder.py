@@ -185,6 +185,8 @@ def ladder_figure(rungs: Sequence[Rung], *, save_as: str | None = "07_ladder",
     plots.speedup_chart(timings, base, title="Speedup over recomputing", ax=right)
     for patch, rung in zip(right.patches, rungs, strict=False):
         patch.set_color(colors[rung.label])
+    for text, rung in zip(right.texts, rungs, strict=False):
+        text.set_text(_speedup_text(rung.speedup_over(baseline(rungs))))
     right.set_yticklabels([])
     fig.suptitle(title, fontweight="bold")
     fig.tight_layout()
