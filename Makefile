@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test refresh servers stop lint data clean bench
+.PHONY: help setup run test refresh servers stop lint data clean bench check exercises prefetch site
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-10s %s\n", $$1, $$2}'
@@ -36,6 +36,18 @@ bench: setup ## measure every caching layer next to its floor: table, build/benc
 
 refresh: servers ## re-execute the committed notebooks in place (full measurements) for a reference run
 	$(PY) -m cachelab run --in-place
+
+check: setup ## is this machine ready? Python, packages, kernel, servers, ports, disk: OK or FAIL with the fix
+	@$(PY) -m cachelab check
+
+exercises: setup ## regenerate the participant copies (exercises/) from the notebooks' solution cells
+	$(PY) -m cachelab exercises
+
+prefetch: setup ## for bad Wi-Fi: wheels into wheelhouse/ and `docker compose pull` (see the README)
+	$(PY) -m cachelab prefetch $(PREFETCH_ARGS)
+
+site: setup ## the HTML site of the committed notebooks (their reference run) into build/site/, nothing run
+	$(PY) -m cachelab site
 
 lint: setup ## ruff over the package, the tests and the notebooks
 	$(PY) -m ruff check cachelab tests notebooks

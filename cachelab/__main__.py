@@ -101,6 +101,10 @@ def main(argv=None) -> int:
     from .bench import add_parser as add_bench_parser
 
     add_bench_parser(sub)  # `python -m cachelab bench`: every caching layer next to its floor
+    from . import check, exercises_build, prefetch, site
+
+    for module in (check, exercises_build, prefetch, site):  # check, exercises, prefetch, site
+        module.add_parser(sub)
     args = parser.parse_args(argv)
     if getattr(args, "command", None) == [] or (args.func is cmd_with_servers and not args.command):
         parser.error("with-servers needs a command")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -265,10 +266,12 @@ class CheckResult:
     names: list[str] = field(default_factory=list)  # what the solution cells define
     solution_error: str = ""  # empty when the check passed on the solution, as it must
     placeholder_error: str = ""  # the error the check raised on the placeholder; empty is a bug
+    placeholder_broken: str = ""  # the placeholder cell itself failed to run (it must run clean)
+    pruned: bool = False  # run with only the cells the exercises need (see needed_cells)
 
     @property
     def ok(self) -> bool:
-        return not self.solution_error and bool(self.placeholder_error)
+        return not self.solution_error and bool(self.placeholder_error) and not self.placeholder_broken
 
     def describe(self) -> str:
         where = f"{self.notebook} cell {self.cell} ({', '.join(self.names) or 'no names'})"
@@ -277,7 +280,9 @@ class CheckResult:
         problems = []
         if self.solution_error:
             problems.append(f"fails on the solution: {self.solution_error}")
-        if not self.placeholder_error:
+        if self.placeholder_broken:
+            problems.append(f"the placeholder cell itself fails: {self.placeholder_broken}")
+        elif not self.placeholder_error:
             problems.append("passes on the placeholder (it must fail until the participant writes code)")
         return f"FAIL  {where}: " + "; ".join(problems)
 
@@ -303,32 +308,150 @@ def exercise_groups(nb) -> list[tuple[list[int], int]]:
     return groups
 
 
-def verify_exercises(path: Path, *, quick: bool = True, results_dir: Path | None = None,
-                     figures_dir: Path | None = None, timeout: int | None = None) -> list[CheckResult]:
-    """Run ``path`` in a fresh kernel; at each check cell, check it passes on the solution, fails on the placeholder.
+# Statements kept in a pruned run whatever their names: they feed the results that notebook 07 reads.
+KEEP_PATTERN = re.compile(r"lab\.save\(|ladder\s*=|[\"']hit_ratio:")
+NOT_STATE = {"lab", "print", "display", "plt"}  # calls on these change nothing an exercise reads
 
-    Cells after the last check cell are not run. Raises :class:`NotebookBroken` when another cell fails.
+
+def _python_source(source: str) -> str:
+    """Cell source as plain Python (IPython magics turned into calls), for static analysis."""
+    try:
+        from IPython.core.inputtransformer2 import TransformerManager
+
+        return TransformerManager().transform_cell(source)
+    except Exception:  # noqa: BLE001 - IPython absent or confused: analyse the text as it is
+        return source
+
+
+def _base_name(expr) -> str | None:
+    while isinstance(expr, ast.Attribute | ast.Subscript | ast.Call):
+        expr = expr.func if isinstance(expr, ast.Call) else expr.value
+    return expr.id if isinstance(expr, ast.Name) else None
+
+
+def _binds_and_uses(node: ast.stmt, variables: set[str]) -> tuple[set[str], set[str]]:
+    """What a statement binds or may change, and what it reads from earlier statements.
+
+    ``d[k] = v``, ``d.update(...)`` and a bare call ``memo(route)`` may change ``d`` or ``memo`` when they
+    are ``variables`` (names the notebook assigns, not modules or imported functions).
+    """
+    source = ast.unparse(node)
+    binds = set(bound_names(source))
+    loads, augmented = set(), set()
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load):
+            loads.add(sub.id)
+        elif isinstance(sub, ast.AugAssign) and isinstance(sub.target, ast.Name):
+            augmented.add(sub.target.id)
+        elif isinstance(sub, ast.Attribute | ast.Subscript) and isinstance(sub.ctx, ast.Store | ast.Del):
+            binds.add(_base_name(sub.value) or "")
+        elif isinstance(sub, ast.Expr) and isinstance(sub.value, ast.Call):
+            base = _base_name(sub.value.func)
+            if base in variables and base not in NOT_STATE:
+                binds.add(base)
+    params = {a.arg for a in ast.walk(node) if isinstance(a, ast.arg)}
+    return binds - {""}, (loads - set(bound_names(source)) - params) | augmented
+
+
+def pruned_plan(nb) -> list[tuple[int, str]]:
+    """What an exercise run executes: ``(cell index, source)`` in order, a backward slice from the exercises.
+
+    Solution and check cells and the first code cell (imports, ``cachelab.start``) run whole; of the other
+    cells, only the top-level statements that bind or change a name that something already kept reads,
+    and those that record ladder entries, hit ratios or save results (notebook 07 reads them). Plots,
+    prints and measurements nobody reads are left out. A cell that cannot be analysed runs whole.
+    """
+    groups = exercise_groups(nb)
+    if not groups:
+        return []
+    last = groups[-1][1]
+    code = [i for i, c in enumerate(nb.cells[: last + 1]) if c.cell_type == "code"]
+    whole = {i for solutions, check in groups for i in [*solutions, check]} | set(code[:1])
+    parsed: dict[int, tuple[list[str], list[ast.stmt]]] = {}
+    variables: set[str] = set()
+    for index in code:
+        source = _python_source(nb.cells[index].source)
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:
+            whole.add(index)
+            continue
+        parsed[index] = (source.splitlines(), tree.body)
+        imported = {(a.asname or a.name).split(".")[0] for n in ast.walk(tree)
+                    if isinstance(n, ast.Import | ast.ImportFrom) for a in n.names}
+        variables |= set(bound_names(source)) - imported
+    needed: set[str] = set()
+    kept: dict[int, list[ast.stmt]] = {}
+    for index in reversed(code):
+        if index not in parsed:
+            continue
+        lines, body = parsed[index]
+        for node in reversed(body):
+            binds, uses = _binds_and_uses(node, variables)
+            segment = "\n".join(lines[node.lineno - 1: node.end_lineno])
+            if index in whole or binds & needed or KEEP_PATTERN.search(segment):
+                kept.setdefault(index, []).append(node)
+                needed |= uses
+    plan = []
+    for index in code:
+        if index in whole:
+            plan.append((index, nb.cells[index].source))
+        elif index in kept:
+            lines = parsed[index][0]
+            rows: set[int] = set()
+            for node in kept[index]:
+                first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+                rows |= set(range(first, node.end_lineno + 1))
+            plan.append((index, "\n".join(lines[r - 1] for r in sorted(rows))))
+    return plan
+
+
+def verify_exercises(path: Path, *, quick: bool = True, results_dir: Path | None = None,
+                     figures_dir: Path | None = None, timeout: int | None = None,
+                     prune: bool = True) -> list[CheckResult]:
+    """Check that each check cell of ``path`` passes on the solution and fails on the placeholder.
+
+    The notebook runs in a fresh kernel, only up to its last check cell. With ``prune`` it first runs only
+    what the exercises need (:func:`pruned_plan`), and runs the whole notebook again if that fails.
+    At each check cell: the check runs on the solution; then the solution's names are forgotten, the
+    placeholder runs and the check again; then the solution runs again for the cells that follow.
+    Raises :class:`NotebookBroken` when a cell that is not part of an exercise fails.
     """
     import nbformat
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
-
-    from .runner import CELL_TIMEOUT, _environ
 
     path = Path(path)
     nb = nbformat.read(path, as_version=4)
     groups = exercise_groups(nb)
     if not groups:
         return []
-    last = groups[-1][1]
-    check_of = {check: solutions for solutions, check in groups}
+    if prune:
+        try:
+            results = _run_exercises(path, nb, pruned_plan(nb), quick, results_dir, figures_dir, timeout)
+        except NotebookBroken:
+            results = []
+        if results and all(not r.solution_error for r in results):
+            for result in results:
+                result.pruned = True
+            return results
+    everything = [(i, c.source) for i, c in enumerate(nb.cells[: groups[-1][1] + 1]) if c.cell_type == "code"]
+    return _run_exercises(path, nb, everything, quick, results_dir, figures_dir, timeout)
+
+
+def _run_exercises(path, nb, plan, quick, results_dir, figures_dir, timeout) -> list[CheckResult]:
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    from .runner import CELL_TIMEOUT, _environ
+
+    check_of = {check: solutions for solutions, check in exercise_groups(nb)}
     env = {"CACHELAB_QUICK": "1" if quick else "0", "PYTHONHASHSEED": "0",
            "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
     if results_dir:
         env["CACHELAB_RESULTS_DIR"] = str(results_dir)
     if figures_dir:
         env["CACHELAB_FIGURES_DIR"] = str(figures_dir)
-    client = NotebookClient(nb, timeout=timeout or CELL_TIMEOUT["quick" if quick else "full"],
+    client = NotebookClient(copy.deepcopy(nb), timeout=timeout or CELL_TIMEOUT["quick" if quick else "full"],
                             kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
     results = []
 
@@ -342,11 +465,10 @@ def verify_exercises(path: Path, *, quick: bool = True, results_dir: Path | None
         return ""
 
     with _environ(env), client.setup_kernel():
-        for index, cell in enumerate(nb.cells[: last + 1]):
-            if cell.cell_type != "code":
-                continue
+        for index, source in plan:
+            cell = nb.cells[index]
             if index not in check_of:
-                error = run(cell.source, index)
+                error = run(source, index)
                 if error:
                     kind = "solution" if is_solution(cell) else "cell"
                     raise NotebookBroken(f"{path.name}: {kind} {index} failed: {error}")
@@ -358,11 +480,8 @@ def verify_exercises(path: Path, *, quick: bool = True, results_dir: Path | None
             if forget:
                 run("\n".join(f"globals().pop({n!r}, None)" for n in forget), index)
             for source in solutions:
-                error = run(placeholder_source(source), index)
-                if error:
-                    result.placeholder_error = f"the placeholder itself fails: {error}"
-            if not result.placeholder_error:
-                result.placeholder_error = run(cell.source, index)
+                result.placeholder_broken = result.placeholder_broken or run(placeholder_source(source), index)
+            result.placeholder_error = run(cell.source, index)
             for source in solutions:  # back to the solution's state for the cells that follow
                 error = run(source, index)
                 if error:
@@ -412,14 +531,15 @@ def leaked_solution_lines(source_nb, copy_nb) -> list[str]:
 
 
 def _interface_lines(nb) -> set[str]:
+    """The lines of the stubs in placeholder cells, except their ``raise``: signatures and docstrings."""
     out = set()
     for cell in nb.cells:
         if PLACEHOLDER_TAG not in cell_tags(cell) or cell.cell_type != "code":
             continue
-        for node in ast.walk(ast.parse(cell.source)):
+        for node in ast.parse(cell.source).body:
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-                doc = ast.get_docstring(node, clean=False) or ""
-                out |= {ln.strip() for ln in doc.splitlines()} | {ast.unparse(node).splitlines()[0].strip()}
+                segment = ast.get_source_segment(cell.source, node) or ""
+                out |= {ln.strip() for ln in segment.splitlines() if "NotImplementedError" not in ln}
     return out
 
 
@@ -434,3 +554,32 @@ __all__ = ["CheckResult", "NotebookBroken", "build_exercises", "bound_names", "d
            "exercises_dir", "leaked_solution_lines", "participant_copy", "placeholder_source", "render_copy",
            "solution_lines", "stale_copies", "verify_exercises", "verify_series"]
 
+
+
+def main(args) -> int:
+    """``python -m cachelab exercises``: write the copies; ``--check`` only reports; ``--verify`` runs the checks."""
+    if args.verify:
+        return main_summary(verify_series(args.only, quick=not args.full))
+    if args.check:
+        stale = stale_copies()
+        for line in stale:
+            print(f"stale: {line}")
+        print("exercises/ is up to date." if not stale else "Run `make exercises` and commit exercises/.")
+        return 1 if stale else 0
+    written = build_exercises(only=args.only)
+    for path in written:
+        print(f"wrote {path.relative_to(paths.project_root())}")
+    print(f"{len(written)} participant cop{'y' if len(written) == 1 else 'ies'} changed in {exercises_dir()}"
+          if written else f"Participant copies in {exercises_dir()} are up to date.")
+    return 0
+
+
+def add_parser(sub) -> None:
+    """``python -m cachelab exercises``."""
+    parser = sub.add_parser("exercises", help="write the participant copies (exercises/) from the solution cells")
+    parser.add_argument("--only", nargs="*", help="notebook numbers or names, e.g. 01 02")
+    parser.add_argument("--check", action="store_true", help="only report copies that are missing or out of date")
+    parser.add_argument("--verify", action="store_true",
+                        help="run the notebooks: each check cell must pass on the solution, fail on the placeholder")
+    parser.add_argument("--full", action="store_true", help="with --verify: full mode instead of quick mode")
+    parser.set_defaults(func=main)

@@ -8,7 +8,6 @@ outputs of a clean reference run.
 from __future__ import annotations
 
 import contextlib
-import html
 import json
 import os
 import re
@@ -116,68 +115,12 @@ def _short_error(text: str) -> str:
 
 # --------------------------------------------------------------------------- the site
 
-_PAGE_CSS = """
-<style>
-.cachelab-nav{position:sticky;top:0;z-index:10;background:#1f2937;color:#fff;padding:.5em 1em;
- font:14px system-ui,sans-serif;display:flex;gap:1.5em;align-items:center}
-.cachelab-nav a{color:#93c5fd;text-decoration:none}.cachelab-nav a:hover{text-decoration:underline}
-.cachelab-nav .spacer{flex:1}
-</style>
-"""
-
-
-def _nav(pages: list[tuple[str, str]], index: int) -> str:
-    prev_link = f'<a href="{pages[index - 1][0]}">&larr; {html.escape(pages[index - 1][1])}</a>' if index else ""
-    next_link = (f'<a href="{pages[index + 1][0]}">{html.escape(pages[index + 1][1])} &rarr;</a>'
-                 if index + 1 < len(pages) else "")
-    return (f'<nav class="cachelab-nav"><a href="index.html">cachelab: all notebooks</a>'
-            f'<span class="spacer"></span>{prev_link}{next_link}</nav>')
-
-
 def write_site(executed: list[Path], outcomes: list[Outcome], site_dir: Path, figures_dir: Path,
                banner_text: str) -> Path:
-    """An HTML page per executed notebook with previous/next links, and an index page."""
-    import nbformat
-    from nbconvert import HTMLExporter
+    """An HTML page per executed notebook and an index page: see :mod:`cachelab.site`."""
+    from .site import write_site as _write_site
 
-    site_dir.mkdir(parents=True, exist_ok=True)
-    exporter = HTMLExporter(template_name="lab")
-    pages = [(f"{p.stem}.html", f"{p.stem[:2]} {o.title or p.stem}") for p, o in zip(executed, outcomes, strict=True)]
-    for i, path in enumerate(executed):
-        body, _ = exporter.from_notebook_node(nbformat.read(path, as_version=4))
-        body = body.replace("</head>", _PAGE_CSS + "</head>", 1)
-        nav = _nav(pages, i)
-        body = re.sub(r"(<body[^>]*>)", lambda m, nav=nav: m.group(1) + nav, body, count=1)
-        (site_dir / pages[i][0]).write_text(body, encoding="utf-8")
-    rows = "\n".join(
-        f'<tr><td><a href="{href}">{html.escape(label)}</a></td>'
-        f'<td class="{"ok" if o.ok else "fail"}">{"ok" if o.ok else "FAILED"}</td><td>{o.seconds:.1f} s</td></tr>'
-        for (href, label), o in zip(pages, outcomes, strict=True)
-    )
-    ladder = sorted(figures_dir.glob("*ladder*.png"))
-    figure = ""
-    if ladder:
-        rel = os.path.relpath(ladder[0], site_dir)
-        figure = f'<h2>The ladder</h2><img src="{html.escape(rel)}" alt="cost per answer at every step" ' \
-                 f'style="max-width:100%">'
-    index = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
-<title>cachelab: caching in Python, measured</title>
-<style>body{{font:16px/1.5 system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em;color:#111}}
-table{{border-collapse:collapse}}td,th{{padding:.3em .8em;border-bottom:1px solid #ddd;text-align:left}}
-.ok{{color:#15803d}}.fail{{color:#b91c1c;font-weight:bold}}pre{{background:#f3f4f6;padding:1em;overflow:auto}}
-</style></head><body>
-<h1>cachelab: caching in Python, measured</h1>
-<p>From recomputation to <code>functools.lru_cache</code>, <code>cachetools</code>, <code>joblib.Memory</code>,
-memcached and Redis. Read the notebooks in order.</p>
-<table><tr><th>Notebook</th><th>Status</th><th>Run time</th></tr>
-{rows}
-</table>
-{figure}
-<h2>Where these numbers come from</h2><pre>{html.escape(banner_text)}</pre>
-</body></html>"""
-    path = site_dir / "index.html"
-    path.write_text(index, encoding="utf-8")
-    return path
+    return _write_site(executed, outcomes, site_dir, figures_dir, banner_text)
 
 
 # --------------------------------------------------------------------------- the whole series
