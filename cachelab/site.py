@@ -14,6 +14,7 @@ embedded in the page, and the ladder figure is copied next to the index.
 from __future__ import annotations
 
 import html
+import os
 import re
 import shutil
 from collections.abc import Sequence
@@ -78,6 +79,7 @@ class PageInfo:
     learn: list[str] = field(default_factory=list)  # HTML of each "What you'll learn" bullet
     ok: bool = True
     seconds: float | None = None
+    status: str = ""  # overrides "ran clean" / "FAILED in this run"
 
     @property
     def label(self) -> str:
@@ -149,11 +151,19 @@ def _pager(pages: list[PageInfo], index: int, banner_text: str) -> str:
 _NOTEBOOK_LINK = re.compile(r'href="(?:\.\./)?(?:notebooks/)?(\d\d_[\w-]+)\.ipynb(#[^"]*)?"')
 
 
-def _link_pages(body: str, hrefs: set[str]) -> str:
-    """Links from one notebook to another (``02_lru_cache.ipynb``) point to that notebook's page."""
+def _link_pages(body: str, hrefs: set[str], source_dir: Path, site_dir: Path) -> str:
+    """Links from one notebook to another (``02_lru_cache.ipynb``) point to that notebook's page.
+
+    A notebook without a page in this site (a partial run) is linked where it lives, in ``source_dir``.
+    """
     def repl(match):
         page = f"{match.group(1)}.html"
-        return f'href="{page}{match.group(2) or ""}"' if page in hrefs else match.group(0)
+        if page in hrefs:
+            return f'href="{page}{match.group(2) or ""}"'
+        source = Path(source_dir) / f"{match.group(1)}.ipynb"
+        if source.exists():
+            return f'href="{html.escape(os.path.relpath(source, site_dir))}{match.group(2) or ""}"'
+        return match.group(0)
 
     return _NOTEBOOK_LINK.sub(repl, body)
 
@@ -198,13 +208,13 @@ def write_site(executed: Sequence[Path], outcomes: Sequence, site_dir: Path, fig
         pages.append(PageInfo(href=f"{Path(path).stem}.html", number=Path(path).stem[:2],
                               title=getattr(outcome, "title", "") or title or Path(path).stem, time=time_text,
                               learn=[_inline_markdown(b) for b in learn], ok=outcome.ok,
-                              seconds=getattr(outcome, "seconds", None)))
+                              seconds=getattr(outcome, "seconds", None), status=getattr(outcome, "status", "")))
     exporter = _exporter()
     for i, (path, nb) in enumerate(zip(executed, notebooks, strict=True)):
         resources = {"metadata": {"name": pages[i].label, "path": str(Path(path).parent)},
                      "cachelab": {"css": _PAGE_CSS, "top": _nav(pages, i), "bottom": _pager(pages, i, banner_text)}}
         body, _ = exporter.from_notebook_node(nb, resources=resources)
-        body = _link_pages(body, {p.href for p in pages})
+        body = _link_pages(body, {p.href for p in pages}, Path(path).parent, site_dir)
         (site_dir / pages[i].href).write_text(body, encoding="utf-8")
     figure = _copy_ladder(figures_dir, notebooks, site_dir)
     path = site_dir / "index.html"
@@ -234,6 +244,8 @@ def _index_html(pages: list[PageInfo], figure: str, banner_text: str) -> str:
     items = []
     for page in pages:
         status = '<span class="ok">ran clean</span>' if page.ok else '<span class="fail">FAILED in this run</span>'
+        if page.status:
+            status = f'<span class="{"ok" if page.ok else "fail"}">{html.escape(page.status)}</span>'
         meta = [f"<span>{html.escape(page.time)}</span>" if page.time else "", status]
         if page.seconds is not None:
             meta.append(f"<span>executed in {page.seconds:.1f} s</span>")
@@ -282,6 +294,7 @@ class CommittedOutcome:
     ok: bool
     title: str = ""
     seconds: float | None = None
+    status: str = ""
 
 
 def banner_from_outputs(nb) -> str:
@@ -304,7 +317,8 @@ def write_site_from_notebooks(notebooks: Sequence[Path], site_dir: Path, figures
         errors = any(o.get("output_type") == "error" for c in nb.cells if c.cell_type == "code"
                      for o in c.get("outputs", []))
         ran = any(c.get("execution_count") for c in nb.cells if c.cell_type == "code")
-        outcomes.append(CommittedOutcome(Path(path), ok=ran and not errors))
+        status = "ran clean" if ran and not errors else "has an error output" if errors else "not executed yet"
+        outcomes.append(CommittedOutcome(Path(path), ok=ran and not errors, status=status))
         banner_text = banner_text or banner_from_outputs(nb)
     banner_text = banner_text or "The committed notebooks carry no environment banner."
     return write_site(list(notebooks), outcomes, site_dir, figures_dir, "Reference run of the committed notebooks\n"
