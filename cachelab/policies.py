@@ -110,10 +110,22 @@ def replay(cache: cachetools.Cache | dict, stream: Iterable[Hashable], *, keep_f
 
 
 def hit_ratio_curves(stream: Sequence[Hashable], sizes: Sequence[int],
-                     policies: Sequence[str] = EVICTION_POLICIES, *, seed: int = 0) -> dict[str, list[float]]:
-    """Hit ratio of each policy at each cache size, every run on a fresh cache and the same ``stream``."""
+                     policies: Sequence[str] = EVICTION_POLICIES, *, seed: int = 0,
+                     counted: Sequence[bool] | None = None) -> dict[str, list[float]]:
+    """Hit ratio of each policy at each cache size, every run on a fresh cache and the same ``stream``.
+
+    ``counted`` (one boolean per request) restricts the ratio to some requests, for example the regular
+    traffic of a stream into which a one-off scan was spliced; all requests still go through the cache.
+    """
     stream = list(stream)
-    return {policy: [replay(make_cache(policy, size, seed=seed), stream).hit_ratio for size in sizes]
+    if counted is None:
+        return {policy: [replay(make_cache(policy, size, seed=seed), stream).hit_ratio for size in sizes]
+                for policy in policies}
+    mask = np.asarray(counted, dtype=bool)
+    if mask.shape != (len(stream),) or not mask.any():
+        raise ValueError("counted needs one boolean per request, at least one of them True")
+    return {policy: [float(replay(make_cache(policy, size, seed=seed), stream, keep_flags=True).hit_flags[mask].mean())
+                     for size in sizes]
             for policy in policies}
 
 

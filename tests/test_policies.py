@@ -65,6 +65,15 @@ def test_lfu_keeps_the_hot_keys_through_a_scan_and_lru_does_not():
     assert lfu.hit_flags[after].mean() > lru.hit_flags[after].mean() + 0.2
 
 
+def test_curves_can_count_only_some_requests():
+    stream = ["a", "scan", "a", "a"]
+    counted = [key != "scan" for key in stream]
+    assert policies.hit_ratio_curves(stream, [1], ["LRU"], counted=counted) == {"LRU": [1 / 3]}
+    assert policies.hit_ratio_curves(stream, [2], ["LRU"], counted=counted) == {"LRU": [2 / 3]}
+    with pytest.raises(ValueError):
+        policies.hit_ratio_curves(stream, [1], ["LRU"], counted=[True])
+
+
 def test_most_requested_and_warm():
     stream = ["b", "a", "b", "c", "b", "a"]
     assert policies.most_requested(stream, 2) == ["b", "a"]
