@@ -18,6 +18,9 @@ reports its wall time and the backend queries the workers made. Use it as a cont
 
 Timings go through :func:`cachelab.timing.measure` in :meth:`LoadTest.measure`. Nothing waits forever:
 every exchange with a worker has a timeout, and the workers stop with the context.
+
+In a script (not a notebook), start the test under ``if __name__ == "__main__":``: ``spawn`` imports the
+main module again in every worker, and would otherwise run the script's top level eight more times.
 """
 
 from __future__ import annotations
