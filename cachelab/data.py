@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import lzma
+import os
 import shutil
 import sqlite3
 import threading
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import paths
+from . import arguments, paths
 
 FLIGHT_COLUMNS = (
     "month", "day", "sched_dep_time", "dep_delay", "arr_delay", "carrier", "flight",
@@ -108,7 +109,10 @@ def database_path() -> Path:
 
 def copy_database(destination: str | Path) -> Path:
     """A private, writable copy of the database, for notebooks that change rows (staleness demos)."""
+    arguments.instance("destination", destination, str | os.PathLike)
     destination = Path(destination)
+    if destination.exists() and destination.resolve() == database_path().resolve():
+        raise ValueError("copy_database needs a destination other than the shared database itself")
     destination.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(database_path(), destination)
     return destination
@@ -122,9 +126,19 @@ class Route:
     dest: str
     month: int
 
+    def __post_init__(self):
+        _check_route(self.origin, self.dest, self.month)
+
     def key(self) -> str:
         """A string form for external caches, such as ``JFK-LAX-07``."""
         return f"{self.origin}-{self.dest}-{self.month:02d}"
+
+
+def _check_route(origin, dest, month) -> int:
+    """Airport codes are non-empty strings, a month is an integer from 1 to 12: returns the month."""
+    arguments.text("origin", origin)
+    arguments.text("dest", dest)
+    return arguments.integer("month", month, minimum=1, maximum=12)
 
 
 class FlightService:
@@ -136,9 +150,15 @@ class FlightService:
     """
 
     def __init__(self, db_path: str | Path | None = None, *, writable: bool = False):
+        if db_path is not None:
+            arguments.instance("db_path", db_path, str | os.PathLike)
         self.db_path = Path(db_path) if db_path is not None else database_path()
         if not self.db_path.exists():
             raise FileNotFoundError(f"no database at {self.db_path}")
+        if writable and self.db_path.resolve() == database_path().resolve():
+            raise ValueError("the shared database is read-only for every notebook: open a private copy, "
+                             "FlightService(copy_database(folder / 'flights.sqlite'), writable=True)")
+        self.writable = bool(writable)
         uri = f"file:{self.db_path}?mode={'rw' if writable else 'ro'}"
         self._conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
         self._lock = threading.Lock()
@@ -160,6 +180,7 @@ class FlightService:
 
     def route_delay(self, origin: str, dest: str, month: int) -> dict:
         """Delay statistics of one route in one month: a full scan of the flights table."""
+        month = _check_route(origin, dest, month)
         (row,) = self._query(
             """
             SELECT COUNT(*), AVG(arr_delay), AVG(dep_delay),
@@ -181,10 +202,14 @@ class FlightService:
 
     def ask(self, route: Route) -> dict:
         """``route_delay`` for a :class:`Route`."""
+        arguments.instance("route", route, Route)
         return self.route_delay(route.origin, route.dest, route.month)
 
     def arrival_delays(self, origin: str, dest: str | None = None) -> np.ndarray:
         """Arrival delays (minutes) of every flown flight from ``origin`` (to ``dest``), as float64."""
+        arguments.text("origin", origin)
+        if dest is not None:
+            arguments.text("dest", dest)
         if dest is None:
             rows = self._query("SELECT arr_delay FROM flights WHERE origin = ? AND arr_delay IS NOT NULL",
                                (origin,))
@@ -203,6 +228,11 @@ class FlightService:
 
     def record_flight(self, origin: str, dest: str, month: int, arr_delay: float) -> None:
         """Insert one flight (a writable service only): the row change that makes cached answers stale."""
+        if not self.writable:
+            raise ValueError("this service is readonly; record_flight needs a writable copy: "
+                             "FlightService(copy_database(folder / 'flights.sqlite'), writable=True)")
+        month = _check_route(origin, dest, month)
+        arr_delay = arguments.number("arr_delay", arr_delay)
         with self._lock:
             self._conn.execute(
                 "INSERT INTO flights (month, day, origin, dest, arr_delay, dep_delay, carrier) "
@@ -221,8 +251,10 @@ def bootstrap_ci(values: np.ndarray, *, n_boot: int = 2000, confidence: float = 
     values = np.asarray(values, dtype=np.float64)
     if values.ndim != 1 or values.size == 0:
         raise ValueError("bootstrap_ci needs a non-empty 1-D array")
-    if n_boot < 1:
-        raise ValueError("n_boot must be positive")
+    if not np.isfinite(values).all():
+        raise ValueError("bootstrap_ci needs finite values: drop the NaNs (cancelled flights) first")
+    n_boot = arguments.integer("n_boot", n_boot, minimum=1)
+    confidence = arguments.number("confidence", confidence)
     if not 0 < confidence < 1:
         raise ValueError("confidence must be between 0 and 1")
     rng = np.random.default_rng(seed)

@@ -20,7 +20,7 @@ if "ipykernel" not in sys.modules and "MPLBACKEND" not in __import__("os").envir
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter, PercentFormatter  # noqa: E402
 
-from . import paths  # noqa: E402
+from . import arguments, paths  # noqa: E402
 from .timing import Timing, format_ns  # noqa: E402
 
 PALETTE = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C",
@@ -42,6 +42,9 @@ def _slug(text: str) -> str:
 
 def save(fig, name: str) -> Path:
     """Save ``fig`` as ``figures/<name>.png`` (``$CACHELAB_FIGURES_DIR``) and return the path."""
+    if not hasattr(fig, "savefig"):
+        raise TypeError(f"fig must be a matplotlib Figure, not {type(fig).__name__}")
+    arguments.text("name", name)
     path = paths.figures_dir() / f"{_slug(name)}.png"
     fig.savefig(path, bbox_inches="tight")
     return path
@@ -60,7 +63,7 @@ def latency_chart(timings: Sequence[Timing], *, title: str = "Cost per operation
                   colors: Mapping[str, str] | None = None, ax=None, save_as: str | None = None,
                   annotate: bool = True):
     """Horizontal bars of the median cost of each timing on a log axis, with p10-p90 error bars."""
-    timings = list(timings)
+    timings = [arguments.instance("each timing", t, Timing) for t in timings]
     if not timings:
         raise ValueError("latency_chart needs at least one Timing")
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(8, 0.5 * len(timings) + 1.4))
@@ -87,7 +90,10 @@ def latency_chart(timings: Sequence[Timing], *, title: str = "Cost per operation
 def speedup_chart(timings: Sequence[Timing], baseline: Timing, *, title: str | None = None,
                   ax=None, save_as: str | None = None):
     """How many times faster than ``baseline`` each timing is (log axis), labelled with the factor."""
-    timings = list(timings)
+    timings = [arguments.instance("each timing", t, Timing) for t in timings]
+    arguments.instance("baseline", baseline, Timing)
+    if not timings:
+        raise ValueError("speedup_chart needs at least one Timing")
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(8, 0.5 * len(timings) + 1.4))
     factors = [t.speedup_over(baseline) for t in timings]
     y = range(len(timings))
@@ -112,6 +118,7 @@ def curve_chart(x: Sequence[float], curves: Mapping[str, Sequence[float]], *, xl
 
     ``percent=True`` reads y as a fraction and shows percent; ``ns_axis=True`` formats y as durations.
     """
+    arguments.instance("curves", curves, Mapping)
     if not curves:
         raise ValueError("curve_chart needs at least one curve")
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots()
@@ -140,6 +147,11 @@ def hit_ratio_chart(sizes: Sequence[int], ratios: Mapping[str, Sequence[float]],
                     title: str = "Hit ratio against cache size", ceiling: float | None = None,
                     ax=None, save_as: str | None = None):
     """Hit ratio (y, percent) against cache size (x, log), one line per policy; ``ceiling`` as a dashed line."""
+    if len(sizes) == 0:
+        raise ValueError("hit_ratio_chart needs at least one cache size")
+    arguments.instance("ratios", ratios, Mapping)
+    if any(not 0 <= r <= 1 for ys in ratios.values() for r in ys):
+        raise ValueError("hit ratios are fractions between 0 and 1")
     fig = curve_chart(sizes, ratios, xlabel="cache size (entries, log scale)", ylabel="hit ratio",
                       title=title, logx=True, percent=True, ax=ax)
     ax = fig.axes[0] if ax is None else ax
@@ -156,6 +168,10 @@ def distribution_chart(samples: Mapping[str, Iterable[float]], *, title: str = "
                        ax=None, save_as: str | None = None):
     """Empirical CDFs of latencies (ns) on a log axis: hits and misses of one stream show as two steps."""
     import numpy as np
+
+    arguments.instance("samples", samples, Mapping)
+    if not samples:
+        raise ValueError("distribution_chart needs at least one set of samples")
 
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots()
     for label, values in samples.items():
@@ -180,6 +196,7 @@ def bar_chart(values: Mapping[str, float] | Mapping[str, Mapping[str, float]], *
     For counts by category (keys per node, backend queries per strategy), where a line would suggest an
     order that is not there. Each bar is labelled with its value unless ``annotate`` is false.
     """
+    arguments.instance("values", values, Mapping)
     if not values:
         raise ValueError("bar_chart needs at least one value")
     first = next(iter(values.values()))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from . import paths
+from . import arguments, paths
 from .environment import environment
 from .timing import Timing
 
@@ -19,13 +19,21 @@ class ResultsMissing(FileNotFoundError):
     """Raised when a notebook's saved results are not there yet: the message names the notebook to run."""
 
 
+def _check_notebook(notebook) -> str:
+    """A notebook name is a file name in the results folder: no path, no leading dot."""
+    if notebook is None or notebook == "":
+        raise ValueError(f"a notebook name like '01_naive_recomputation', not {notebook!r}")
+    arguments.text("notebook", notebook)
+    if "/" in notebook or "\\" in notebook or notebook.startswith("."):
+        raise ValueError(f"a notebook name like '01_naive_recomputation', not {notebook!r}")
+    return notebook
+
+
 class Results:
     """The named results of one notebook."""
 
     def __init__(self, notebook: str, server_versions: dict | None = None):
-        if not notebook or "/" in notebook:
-            raise ValueError(f"a notebook name like '01_naive_recomputation', not {notebook!r}")
-        self.notebook = notebook
+        self.notebook = _check_notebook(notebook)
         self.timings: dict[str, Timing] = {}
         self.values: dict[str, object] = {}
         self.server_versions = server_versions or {}
@@ -34,6 +42,8 @@ class Results:
         """Keep a timing under ``key`` (its name by default); ``meta`` (e.g. ``step=``, ``kind=``) is saved."""
         if not isinstance(timing, Timing):
             raise TypeError(f"expected a Timing, got {type(timing).__name__}")
+        if key is not None:
+            arguments.text("key", key)
         if meta:
             timing = Timing(timing.name, timing.samples_ns, timing.loops, {**timing.meta, **meta})
         self.timings[key or timing.name] = timing
@@ -41,6 +51,7 @@ class Results:
 
     def put(self, key: str, value) -> None:
         """Keep any other JSON-serialisable value (hit ratios, counts, curves)."""
+        arguments.text("key", key)
         json.dumps(value)  # fail here, not at save time
         self.values[key] = value
 
@@ -66,6 +77,9 @@ class SavedResults:
     """Results as loaded from disk."""
 
     def __init__(self, payload: dict):
+        missing = {"notebook", "environment", "timings", "values"} - set(arguments.instance("payload", payload, dict))
+        if missing:
+            raise ValueError(f"not a results file: it has no {', '.join(sorted(missing))}")
         self.notebook: str = payload["notebook"]
         self.environment: dict = payload["environment"]
         self.timings = {k: Timing.from_dict(v) for k, v in payload["timings"].items()}
@@ -83,7 +97,7 @@ def load(notebook: str) -> SavedResults:
 
     Raises :class:`ResultsMissing`, naming the notebook to run, when they are not there.
     """
-    path = paths.results_dir() / f"{notebook}.json"
+    path = paths.results_dir() / f"{_check_notebook(notebook)}.json"
     if not path.exists():
         raise ResultsMissing(
             f"No results from {notebook} in {path.parent}. Run notebooks/{notebook}.ipynb first "

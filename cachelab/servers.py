@@ -42,7 +42,7 @@ import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import paths
+from . import arguments, paths
 
 CONNECT_TIMEOUT = float(os.environ.get("CACHELAB_CONNECT_TIMEOUT", "1.0"))
 SOCKET_TIMEOUT = float(os.environ.get("CACHELAB_SOCKET_TIMEOUT", "2.0"))
@@ -72,9 +72,14 @@ def redis_password() -> str:
 
 
 def prefix_for(notebook: str) -> str:
-    """The key prefix of one notebook: ``cachelab:<notebook>:``."""
-    if not notebook or any(c.isspace() for c in notebook) or "*" in notebook:
-        raise ValueError(f"a notebook name without spaces or '*', not {notebook!r}")
+    """The key prefix of one notebook: ``cachelab:<notebook>:``.
+
+    No ``:`` in the name: notebook ``a``'s cleanup (``cachelab:a:*``) would delete notebook ``a:b``'s keys.
+    """
+    if notebook is not None and notebook != "":
+        arguments.text("notebook", notebook)
+    if not notebook or any(c.isspace() for c in notebook) or "*" in notebook or ":" in notebook:
+        raise ValueError(f"a notebook name without spaces, '*' or ':', not {notebook!r}")
     return f"cachelab:{notebook}:"
 
 
@@ -86,6 +91,7 @@ def _check_prefix(prefix: str) -> str:
 
 def parse_memcached_servers(text: str) -> list[tuple[str, int]]:
     """``'h1:11211,h2:11212'`` as ``[('h1', 11211), ('h2', 11212)]``, with a clear error when malformed."""
+    arguments.text("MEMCACHED_SERVERS", text, empty=True)
     nodes = []
     for part in (p.strip() for p in text.split(",")):
         if not part:
@@ -101,15 +107,20 @@ def parse_memcached_servers(text: str) -> list[tuple[str, int]]:
 
 def parse_redis_url(url: str) -> dict:
     """Check a ``redis://`` URL and return its parts; raise ``ValueError`` with the reason otherwise."""
+    arguments.text("REDIS_URL", url, empty=True)
     parsed = urllib.parse.urlsplit(url)
     if parsed.scheme not in {"redis", "rediss", "unix"}:
-        raise ValueError(f"REDIS_URL must start with redis://, rediss:// or unix://, got {url!r}")
+        raise ValueError(f"REDIS_URL must start with redis://, rediss:// or unix://, got {_redacted(url)!r}")
     if parsed.scheme != "unix" and not parsed.hostname:
-        raise ValueError(f"REDIS_URL has no host: {url!r}")
+        raise ValueError(f"REDIS_URL has no host: {_redacted(url)!r}")
     try:
-        port = parsed.port or 6379
+        port = parsed.port if parsed.port is not None else 6379
     except ValueError:
-        raise ValueError(f"REDIS_URL has a bad port: {url!r}") from None
+        raise ValueError(f"REDIS_URL has a bad port: {_redacted(url)!r}") from None
+    if parsed.scheme != "unix" and not 0 < port < 65536:
+        raise ValueError(f"REDIS_URL has a bad port: {_redacted(url)!r}")
+    if parsed.scheme != "unix" and not (parsed.path.strip("/") or "0").isdigit():
+        raise ValueError(f"REDIS_URL's database must be a number, as in redis://host:6379/0: {_redacted(url)!r}")
     return {"scheme": parsed.scheme, "host": parsed.hostname, "port": port,
             "password": urllib.parse.unquote(parsed.password) if parsed.password else None}
 
@@ -126,6 +137,8 @@ def _redacted(url: str) -> str:
 
 def port_is_open(host: str, port: int, timeout: float = 0.3) -> bool:
     """Whether something accepts TCP connections on ``host:port``."""
+    arguments.text("host", host)
+    arguments.port("port", port)
     try:
         with socket.create_connection((host, port), timeout=timeout):
             return True
@@ -135,6 +148,8 @@ def port_is_open(host: str, port: int, timeout: float = 0.3) -> bool:
 
 def memcached_version(host: str, port: int, timeout: float = CONNECT_TIMEOUT) -> str | None:
     """The server's version if a memcached answers on ``host:port``, else ``None``."""
+    arguments.text("host", host)
+    arguments.port("port", port)
     try:
         with socket.create_connection((host, port), timeout=timeout) as sock:
             sock.settimeout(timeout)
@@ -175,6 +190,14 @@ class ManagedServer:
     process: subprocess.Popen | None = field(default=None, repr=False)
     workdir: Path | None = field(default=None, repr=False)
     pid: int | None = None
+
+    def __post_init__(self):
+        if self.kind not in ("redis", "memcached"):
+            raise ValueError(f"unknown server kind {self.kind!r}: 'redis' or 'memcached'")
+        arguments.port("port", self.port)
+        if self.password is not None:
+            arguments.text("password", self.password)
+        arguments.integer("memory_mb", self.memory_mb, minimum=1)
 
     @property
     def url(self) -> str:
@@ -352,8 +375,9 @@ def _is_server_pid(pid: int, kind: str) -> bool:
 def start_redis(port: int | None = None, *, password: str | None = None, memory_mb: int = 64,
                 detached: bool = False, attempts: int = 3) -> ManagedServer:
     """Start a private ``redis-server`` on 127.0.0.1 (a random password unless one is given)."""
-    if memory_mb < 1:
-        raise ValueError("memory_mb must be at least 1")
+    _check_start(port, memory_mb, attempts)
+    if password is not None:
+        arguments.text("password", password)
     password = password if password is not None else secrets.token_urlsafe(16)
     return _start("redis", port, password, memory_mb, detached, attempts)
 
@@ -361,9 +385,15 @@ def start_redis(port: int | None = None, *, password: str | None = None, memory_
 def start_memcached(port: int | None = None, *, memory_mb: int = 64, detached: bool = False,
                     attempts: int = 3) -> ManagedServer:
     """Start a private ``memcached`` on 127.0.0.1 with UDP off."""
-    if memory_mb < 1:
-        raise ValueError("memory_mb must be at least 1")
+    _check_start(port, memory_mb, attempts)
     return _start("memcached", port, None, memory_mb, detached, attempts)
+
+
+def _check_start(port, memory_mb, attempts) -> None:
+    if port is not None:
+        arguments.port("port", port)
+    arguments.integer("memory_mb", memory_mb, minimum=1)
+    arguments.integer("attempts", attempts, minimum=1)
 
 
 def _start(kind, port, password, memory_mb, detached, attempts) -> ManagedServer:
@@ -464,6 +494,8 @@ class Servers:
 
     def __init__(self, redis: RedisEndpoint, memcached: MemcachedEndpoint,
                  managed: list[ManagedServer] | None = None):
+        arguments.instance("redis", redis, RedisEndpoint | None)  # None: a service this caller does not use
+        arguments.instance("memcached", memcached, MemcachedEndpoint | None)
         self.redis = redis
         self.memcached = memcached
         self.managed = managed or []
@@ -486,6 +518,8 @@ class Servers:
         from pymemcache.client.hash import HashClient
 
         _check_prefix(prefix)
+        for node in nodes or ():
+            arguments.node("each node", node)
         options = dict(connect_timeout=CONNECT_TIMEOUT, timeout=SOCKET_TIMEOUT, serde=serde or JsonSerde(),
                        key_prefix=prefix.encode(), retry_attempts=1, retry_timeout=0.5, dead_timeout=5,
                        ignore_exc=True)
@@ -497,6 +531,7 @@ class Servers:
         from pymemcache.client.base import Client
 
         _check_prefix(prefix)
+        arguments.integer("index", index, minimum=0, maximum=len(self.memcached.nodes) - 1)
         options = dict(connect_timeout=CONNECT_TIMEOUT, timeout=SOCKET_TIMEOUT, serde=serde or JsonSerde(),
                        key_prefix=prefix.encode())
         options.update(kwargs)
@@ -542,6 +577,7 @@ def _glob_escape(text: str) -> str:
 def cleanup_redis(client, prefix: str, batch: int = 500) -> int:
     """``SCAN MATCH prefix*`` + ``UNLINK``: delete this prefix's keys only. Returns how many."""
     _check_prefix(prefix)
+    batch = arguments.integer("batch", batch, minimum=1)
     deleted, pending = 0, []
     for key in client.scan_iter(match=_glob_escape(prefix) + "*", count=1000):
         pending.append(key)
@@ -555,6 +591,7 @@ def cleanup_redis(client, prefix: str, batch: int = 500) -> int:
 
 def memcached_keys(node: tuple[str, int], timeout: float = SOCKET_TIMEOUT) -> list[str]:
     """Every key on one memcached node, from ``lru_crawler metadump all`` (memcached 1.4.31+)."""
+    node = arguments.node("node", node)
     keys, buffer = [], b""
     with socket.create_connection(node, timeout=CONNECT_TIMEOUT) as sock:
         sock.settimeout(timeout)
@@ -580,6 +617,7 @@ def cleanup_memcached(node: tuple[str, int], prefix: str) -> int:
     from pymemcache.client.base import Client
 
     _check_prefix(prefix)
+    node = arguments.node("node", node)
     targets = [k for k in memcached_keys(node) if k.startswith(prefix)]
     if not targets:
         return 0

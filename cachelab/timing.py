@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import gc
 import math
+import numbers
 import os
 import time
 import timeit
@@ -27,6 +28,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from . import arguments
 
 _UNITS = (("s", 1e9), ("ms", 1e6), ("µs", 1e3), ("ns", 1.0))
 
@@ -43,8 +46,10 @@ def pick(full, quick):
 
 def format_ns(ns: float, digits: int = 3) -> str:
     """A duration in nanoseconds as text, in the unit its magnitude calls for: ``'31.4 ms'``."""
-    if ns is None or (isinstance(ns, float) and math.isnan(ns)):
+    if ns is None or (isinstance(ns, numbers.Real) and math.isnan(ns)):
         return "n/a"
+    ns = arguments.number("ns", ns, finite=False)
+    digits = arguments.integer("digits", digits, minimum=1)
     for unit, scale in _UNITS:
         if abs(ns) >= scale or unit == "ns":
             value = ns / scale
@@ -62,8 +67,20 @@ class Timing:
     meta: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self):
-        if not self.samples_ns:
-            raise ValueError("a Timing needs at least one sample")
+        arguments.text("name", self.name)
+        if isinstance(self.samples_ns, str | bytes):
+            raise TypeError("samples_ns must be a sequence of numbers (nanoseconds per operation), not a str")
+        try:
+            samples = np.asarray(self.samples_ns, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise TypeError("samples_ns must be a sequence of numbers (nanoseconds per operation), "
+                            f"not {str(self.samples_ns)[:60]}") from None
+        if samples.ndim != 1 or not samples.size:
+            raise ValueError("a Timing needs at least one sample, in a flat sequence")
+        if np.isnan(samples).any() or (samples < 0).any():
+            raise ValueError("samples_ns must be durations: numbers >= 0, no NaN")
+        object.__setattr__(self, "samples_ns", tuple(samples.tolist()))
+        arguments.integer("loops", self.loops, minimum=1)
 
     @property
     def n(self) -> int:
@@ -93,6 +110,7 @@ class Timing:
 
     def speedup_over(self, other: Timing) -> float:
         """How many times faster this is than ``other``, at the medians."""
+        arguments.instance("other", other, Timing)
         return other.median / self.median
 
     def __str__(self) -> str:
@@ -139,12 +157,13 @@ def measure(
         repeat = 5 if quick_mode() else 15
     if min_time is None:
         min_time = 0.005 if quick_mode() else 0.05
-    if repeat < 1:
-        raise ValueError("repeat must be at least 1")
-    if min_time <= 0:
-        raise ValueError("min_time must be positive")
-    if loops is not None and loops < 1:
-        raise ValueError("loops must be at least 1")
+    if not (isinstance(stmt, str) or callable(stmt)):
+        raise TypeError(f"stmt must be a statement string or a callable, not {type(stmt).__name__}")
+    repeat = arguments.integer("repeat", repeat, minimum=1)
+    min_time = arguments.number("min_time", min_time, positive=True)  # NaN or inf would never be reached
+    if loops is not None:
+        loops = arguments.integer("loops", loops, minimum=1)
+    warmup = arguments.integer("warmup", warmup, minimum=0)
     if name is None:
         name = stmt if isinstance(stmt, str) else getattr(stmt, "__name__", "operation")
     timer = timeit.Timer(stmt, setup, timer=time.perf_counter_ns, globals=globals)
@@ -169,6 +188,8 @@ def time_calls(func: Callable, args: Iterable, *, star: bool = False) -> np.ndar
     For latency distributions over a request stream, where every request is its own sample and
     hits and misses are mixed. The garbage collector is paused as in ``timeit``.
     """
+    if not callable(func):
+        raise TypeError(f"func must be callable, not {type(func).__name__}")
     out = []
     clock = time.perf_counter_ns
     gc_was_enabled = gc.isenabled()
@@ -191,7 +212,9 @@ def from_samples(name: str, samples_ns: Iterable[float], **meta) -> Timing:
 
 def table(timings: Iterable[Timing], baseline: Timing | None = None) -> str:
     """A plain-text table of timings, with the speedup over ``baseline`` when given."""
-    timings = list(timings)
+    timings = [arguments.instance("each timing", t, Timing) for t in timings]
+    if baseline is not None:
+        arguments.instance("baseline", baseline, Timing)
     width = max([len(t.name) for t in timings] + [9])
     head = f"{'operation':<{width}}  {'median':>10}  {'p10':>10}  {'p90':>10}"
     head += "  speedup" if baseline else ""

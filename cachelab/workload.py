@@ -16,6 +16,8 @@ from typing import TypeVar
 
 import numpy as np
 
+from . import arguments
+
 K = TypeVar("K", bound=Hashable)
 
 DEFAULT_ALPHA = 0.8
@@ -23,17 +25,16 @@ DEFAULT_ALPHA = 0.8
 
 def zipf_weights(n_keys: int, alpha: float = DEFAULT_ALPHA) -> np.ndarray:
     """Probabilities ``p_i`` proportional to ``1 / i**alpha`` for ranks ``i = 1..n_keys`` (summing to 1)."""
-    if not isinstance(n_keys, int | np.integer) or n_keys < 1:
+    if isinstance(n_keys, bool) or not isinstance(n_keys, int | np.integer) or n_keys < 1:
         raise ValueError(f"n_keys must be a positive integer, not {n_keys!r}")
-    if not np.isfinite(alpha) or alpha < 0:
-        raise ValueError(f"alpha must be a finite number >= 0, not {alpha!r}")
+    alpha = arguments.number("alpha", alpha, minimum=0)
     weights = 1.0 / np.arange(1, n_keys + 1, dtype=np.float64) ** alpha
     return weights / weights.sum()
 
 
 def zipf_ranks(n_requests: int, n_keys: int, *, alpha: float = DEFAULT_ALPHA, seed: int = 0) -> np.ndarray:
     """``n_requests`` popularity ranks (0 = most popular) drawn from a Zipf-like law over ``n_keys``."""
-    if not isinstance(n_requests, int | np.integer) or n_requests < 0:
+    if isinstance(n_requests, bool) or not isinstance(n_requests, int | np.integer) or n_requests < 0:
         raise ValueError(f"n_requests must be a non-negative integer, not {n_requests!r}")
     rng = np.random.default_rng(seed)
     return rng.choice(n_keys, size=n_requests, p=zipf_weights(n_keys, alpha))
@@ -52,8 +53,7 @@ def uniform_stream(keys: Sequence[K], n_requests: int, *, seed: int = 0) -> list
     keys = list(keys)
     if not keys:
         raise ValueError("keys must not be empty")
-    if n_requests < 0:
-        raise ValueError("n_requests must be non-negative")
+    n_requests = arguments.integer("n_requests", n_requests, minimum=0)
     rng = np.random.default_rng(seed)
     return [keys[i] for i in rng.integers(0, len(keys), size=n_requests)]
 
@@ -64,8 +64,9 @@ def with_scan(stream: Sequence[K], scan: Sequence[K], *, at: float = 0.5) -> lis
     A scan (a batch report, a crawler) touches many keys once each. It pushes the popular keys out of
     an LRU cache, while a frequency-based policy (LFU) keeps them.
     """
-    if not 0 <= at <= 1:
+    if not 0 <= arguments.number("at", at) <= 1:
         raise ValueError("at must be between 0 and 1")
+    stream = list(stream)
     cut = int(len(stream) * at)
     return list(stream[:cut]) + list(scan) + list(stream[cut:])
 
@@ -96,6 +97,9 @@ def repeat_fraction_curve(stream: Sequence[Hashable], points: Sequence[int]) -> 
 
 
 def hit_ratio(hits: int, misses: int) -> float:
+    """``hits / (hits + misses)``, and 0 when there were no requests."""
+    hits = arguments.integer("hits", hits, minimum=0)
+    misses = arguments.integer("misses", misses, minimum=0)
     total = hits + misses
     return hits / total if total else 0.0
 
