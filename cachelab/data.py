@@ -62,6 +62,7 @@ def _read_csv(path: Path) -> Iterable[dict[str, str]]:
 
 def build_database(target: Path) -> Path:
     """Load the CSV sources into a fresh SQLite file at ``target`` (atomically replaced)."""
+    target = Path(arguments.instance("target", target, str | os.PathLike))
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".tmp")
     tmp.unlink(missing_ok=True)

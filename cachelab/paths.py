@@ -30,7 +30,11 @@ def project_root() -> Path:
 def _dir_from_env(var: str, default: str) -> Path:
     value = os.environ.get(var)
     path = Path(value) if value else project_root() / default
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        where = f"${var}={value}" if value else f"{path} (set ${var} to use another folder)"
+        raise ValueError(f"cachelab cannot use {where} as a folder: {exc.strerror or exc}") from None
     return path
 
 

@@ -233,6 +233,7 @@ class ManagedServer:
         raise ValueError(f"unknown server kind {self.kind!r}: 'redis' or 'memcached'")
 
     def start(self, timeout: float = 10.0) -> ManagedServer:
+        timeout = arguments.number("timeout", timeout, positive=True)
         if self.workdir is None:
             self.workdir = Path(tempfile.mkdtemp(prefix=f"cachelab-{self.kind}-"))
         log = open(self.workdir / "server.log", "ab")  # noqa: SIM115 - kept open by the child
@@ -263,6 +264,7 @@ class ManagedServer:
         raise ServersUnavailable(f"{self.kind} did not answer on {self.host}:{self.port} within {timeout}s")
 
     def log_tail(self, lines: int = 20) -> str:
+        lines = arguments.integer("lines", lines, minimum=1)
         try:
             text = (self.workdir / "server.log").read_text(errors="replace")
         except (OSError, TypeError):
@@ -281,6 +283,7 @@ class ManagedServer:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the server (SIGTERM, then SIGKILL). Data in it is gone: it was only ever a cache."""
+        timeout = arguments.number("timeout", timeout, positive=True)
         if self.process is not None:
             if self.process.poll() is None:
                 self.process.terminate()
@@ -301,6 +304,7 @@ class ManagedServer:
 
     def restart(self, timeout: float = 10.0) -> ManagedServer:
         """Stop and start again on the same port (empty, as a real restart of a cache is)."""
+        timeout = arguments.number("timeout", timeout, positive=True)
         self.stop()
         return self.start(timeout)
 
@@ -578,6 +582,8 @@ def cleanup_redis(client, prefix: str, batch: int = 500) -> int:
     """``SCAN MATCH prefix*`` + ``UNLINK``: delete this prefix's keys only. Returns how many."""
     _check_prefix(prefix)
     batch = arguments.integer("batch", batch, minimum=1)
+    if not hasattr(client, "scan_iter"):
+        raise TypeError(f"client must be a redis.Redis client, not {type(client).__name__}")
     deleted, pending = 0, []
     for key in client.scan_iter(match=_glob_escape(prefix) + "*", count=1000):
         pending.append(key)

@@ -128,6 +128,9 @@ class Timing:
 
     @classmethod
     def from_dict(cls, data: dict) -> Timing:
+        arguments.instance("data", data, dict)
+        if not {"name", "samples_ns"} <= data.keys():
+            raise ValueError(f"a saved Timing has a name and samples_ns; this one has {sorted(data)}")
         known = {"name", "median_ns", "p10_ns", "p90_ns", "n", "loops", "samples_ns"}
         return cls(name=data["name"], samples_ns=tuple(data["samples_ns"]), loops=data.get("loops", 1),
                    meta={k: v for k, v in data.items() if k not in known})
