@@ -2,8 +2,9 @@
 
 A wrong type raises ``TypeError``, a value that makes no sense raises ``ValueError`` (see
 :mod:`cachelab.arguments`), and the message names the argument. :func:`test_every_public_function_has_a_case`
-keeps the list complete: a new public function in these modules needs its bad-input case here, or a
-place in ``TAKES_NOTHING_TO_CHECK`` with the reason.
+keeps the list complete for the foundation (``MODULES``): a new public function there needs its
+bad-input case here, or a place in ``TAKES_NOTHING_TO_CHECK`` with the reason. The helpers of the later
+notebooks get cases for the errors users meet most: unknown policy or method names, impossible sizes.
 """
 
 from __future__ import annotations
@@ -14,7 +15,21 @@ import socket
 import matplotlib.pyplot as plt
 import pytest
 
-from cachelab import data, exercises, lab, paths, plots, results, servers, timing, workload
+from cachelab import (
+    cache_aside,
+    data,
+    exercises,
+    expiry,
+    lab,
+    paths,
+    plots,
+    policies,
+    results,
+    servers,
+    sharding,
+    timing,
+    workload,
+)
 from cachelab.timing import Timing
 
 MODULES = (paths, timing, results, plots, data, workload, servers, lab, exercises)
@@ -221,6 +236,19 @@ CASES = [
     ("exercises.check_defined", lambda: exercises.check_defined(3, "x"), TypeError, "namespace must be a mapping"),
     ("exercises.check_defined", lambda: exercises.check_defined({}, 3), TypeError, "as strings"),
     ("exercises.check_defined", lambda: exercises.check_defined({}), TypeError, "as strings"),
+    # the helpers of the later notebooks: unknown names and impossible sizes
+    ("policies.make_cache", lambda: policies.make_cache("LRV", 10), ValueError, "unknown policy 'LRV'"),
+    ("policies.make_cache", lambda: policies.make_cache("lru", 10), ValueError, "expected one of LRU"),
+    ("policies.make_cache", lambda: policies.make_cache("LRU", -1), ValueError, "maxsize"),
+    ("policies.hit_ratio_curves", lambda: policies.hit_ratio_curves([1], [10], ["MRU"]), ValueError,
+     "unknown policy"),
+    ("policies.rolling_hit_ratio", lambda: policies.rolling_hit_ratio([True], 0), ValueError, "window"),
+    ("sharding.assign", lambda: sharding.assign(["k"], [("h", 1)], "consistent"), ValueError, "method"),
+    ("sharding.assign", lambda: sharding.assign(["k"], []), ValueError, "at least one node"),
+    ("cache_aside.jittered_ttl", lambda: cache_aside.jittered_ttl(0), ValueError, "ttl must be positive"),
+    ("cache_aside.jittered_ttl", lambda: cache_aside.jittered_ttl(10, 1.0), ValueError, "jitter"),
+    ("expiry.ManualClock.advance", lambda: expiry.ManualClock().advance(-1), ValueError, "backwards"),
+    ("expiry.replay_with_updates", lambda: expiry.replay_with_updates([], 0), ValueError, "ttl"),
 ]
 
 TAKES_NOTHING_TO_CHECK = {
