@@ -148,24 +148,29 @@ def _pager(pages: list[PageInfo], index: int, banner_text: str) -> str:
     return '<div class="jp-Cell" style="padding:0 1em">' + "".join(parts) + footer + "</div>"
 
 
-_NOTEBOOK_LINK = re.compile(r'href="(?:\.\./)?(?:notebooks/)?(\d\d_[\w-]+)\.ipynb(#[^"]*)?"')
+_NOTEBOOK = re.compile(r"(?:\.\./)?(?:notebooks/)?(\d\d_[\w-]+)\.ipynb")
+_RELATIVE_HREF = re.compile(r'href="([^"#?:]+)((?:[?#][^"]*)?)"')
 
 
 def _link_pages(body: str, hrefs: set[str], source_dir: Path, site_dir: Path) -> str:
-    """Links from one notebook to another (``02_lru_cache.ipynb``) point to that notebook's page.
+    """Relative links of a notebook, made to work from the site.
 
-    A notebook without a page in this site (a partial run) is linked where it lives, in ``source_dir``.
+    A link to another notebook (``02_lru_cache.ipynb``) goes to its page; a link to a file of the
+    repository (``../README.md``), or to a notebook without a page in this site, goes to where it lives.
     """
     def repl(match):
-        page = f"{match.group(1)}.html"
-        if page in hrefs:
-            return f'href="{page}{match.group(2) or ""}"'
-        source = Path(source_dir) / f"{match.group(1)}.ipynb"
+        target, rest = html.unescape(match.group(1)), match.group(2)
+        notebook = _NOTEBOOK.fullmatch(target)
+        if notebook and f"{notebook.group(1)}.html" in hrefs:
+            return f'href="{notebook.group(1)}.html{rest}"'
+        if (site_dir / target).exists():
+            return match.group(0)
+        source = Path(source_dir) / target
         if source.exists():
-            return f'href="{html.escape(os.path.relpath(source, site_dir))}{match.group(2) or ""}"'
+            return f'href="{html.escape(Path(os.path.relpath(source, site_dir)).as_posix())}{rest}"'
         return match.group(0)
 
-    return _NOTEBOOK_LINK.sub(repl, body)
+    return _RELATIVE_HREF.sub(repl, body)
 
 
 def _exporter():

@@ -132,13 +132,14 @@ def small_series(tmp_path):
     src = tmp_path / "notebooks"
     src.mkdir()
     (src / "diagram.png").write_bytes(png_bytes("tab:green"))
+    (src / "notes.md").write_text("A file of the repository, next to the notebooks.")
     first = new_notebook(cells=[
         new_markdown_cell("# Measure the cost of an answer\n\nIntro.\n\n**What you'll learn**\n- What a miss "
                           "costs, with `measure`.\n- Why a hit is\n  cheap.\n\n**Prerequisites**: none.\n\n"
                           "**Time**: about 5 minutes."),
         new_code_cell("plots.latency_chart(timings)", outputs=[image_output(png_bytes())], execution_count=1),
         new_markdown_cell("---\n## Next\n\n![a diagram](diagram.png) Then read [the next one](02_second.ipynb), "
-                          "and the [docs](https://docs.python.org/3/). Math: $x^2$."),
+                          "the [notes](notes.md) and the [docs](https://docs.python.org/3/). Math: $x^2$."),
     ])
     second = new_notebook(cells=[
         new_markdown_cell("# Compare every step\n\n**Time**: about 10 minutes."),
@@ -178,6 +179,7 @@ def test_every_page_has_navigation_links_and_no_network_resources(small_series):
     assert 'href="02_second.html" rel="next"' in one and 'rel="prev"' not in one
     assert 'href="01_first.html" rel="prev"' in two and "Back to the index" in two
     assert 'href="02_second.html"' in one.split("the next one")[0][-200:], "links between notebooks become pages"
+    assert 'href="../notebooks/notes.md"' in one, "links to files of the repository still work from the site"
     assert html.escape(banner) in one and "1 of 2" in one
     assert "cdnjs" not in one and "require.min.js" not in one
     for page in (index, first, second):
