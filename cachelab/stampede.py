@@ -3,7 +3,8 @@
 When a hot key expires, every worker that asks for it in the next instant misses, and every one of them
 recomputes the same value: the backend gets N queries instead of one, just when it is busiest (a cache
 stampede, or dog-piling). Three strategies, each a class with a ``get(key)`` method and the same
-counters (``hits``, ``misses``, ``computes``, ``waits``):
+counters (``hits``, ``misses``, ``computes``, ``waits``) and ``last_compute_seconds``, how long the last
+recomputation took (under load, often far longer than the same query on a quiet machine):
 
 * :class:`Unprotected`: plain cache-aside, for comparison.
 * :class:`LockedRecompute`: the first worker to miss takes a lock (``SET lock token NX PX ttl``) and
@@ -55,6 +56,7 @@ class _Strategy:
         self.compute = compute
         self.ttl = ttl
         self.hits = self.misses = self.computes = self.waits = 0
+        self.last_compute_seconds: float | None = None  # how long the last recomputation took
         self._lock = threading.Lock()
 
     def _count(self, name: str, n: int = 1) -> None:
@@ -62,7 +64,9 @@ class _Strategy:
             setattr(self, name, getattr(self, name) + n)
 
     def _recompute(self, key: str):
+        start = time.perf_counter()
         value = self.compute(key)
+        self.last_compute_seconds = time.perf_counter() - start
         self._count("computes")
         return value
 
