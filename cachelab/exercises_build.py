@@ -287,6 +287,13 @@ class CheckResult:
         return f"FAIL  {where}: " + "; ".join(problems)
 
 
+def _safe_bound_names(source: str) -> list[str]:
+    try:
+        return bound_names(_python_source(source))
+    except SyntaxError:
+        return []
+
+
 def _error_line(exc) -> str:
     ename = getattr(exc, "ename", type(exc).__name__)
     evalue = str(getattr(exc, "evalue", exc)).strip().splitlines()
@@ -476,7 +483,12 @@ def _run_exercises(path, nb, plan, quick, results_dir, figures_dir, timeout) -> 
             solutions = [nb.cells[i].source for i in check_of[index]]
             result = CheckResult(path.stem, index, [n for s in solutions for n in defined_names(s)])
             result.solution_error = run(cell.source, index)
-            forget = sorted({n for s in solutions for n in bound_names(s)})
+            # names the solution binds, unless a cell before it (not an exercise) binds them too, as
+            # imports often do: the participant's copy has those from that earlier cell
+            earlier = {n for i, c in enumerate(nb.cells[: check_of[index][0] if check_of[index] else index])
+                       if c.cell_type == "code" and not is_solution(c) and not is_check(c)
+                       for n in _safe_bound_names(c.source)}
+            forget = sorted({n for s in solutions for n in bound_names(s)} - earlier)
             if forget:
                 run("\n".join(f"globals().pop({n!r}, None)" for n in forget), index)
             for source in solutions:
