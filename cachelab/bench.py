@@ -184,14 +184,22 @@ class Report:
                 verdict = "met" if t["met"] else "MISSED"
                 lines.append(f"Target {t['row']} within {t['within']:g}x of {t['floor']}: "
                              f"{t['ratio']:.2f}x, {verdict}.")
+                single = self.ratio(REDIS_PY_SINGLE, t["floor"])
+                if t["row"] == REDIS_PY and not t["met"] and single is not None:
+                    lines.append(f"  With one connection instead of the pool, redis-py is {single:.2f}x: borrowing a "
+                                 "connection and returning it (a lock, a poll of the socket, counters) costs the rest.")
         lines.append(describe_placement(self.placement, self.pinned))
+        worst = max(self.rows, key=lambda r: r.timing.spread)
+        load = self.environment.get("loadavg_before")
+        busy = (f" The load average was {load[0]:.1f} on {self.environment.get('cpus')} CPUs when it started: "
+                "other processes competed for them." if load and load[0] > 0.5 else "")
         if self.noisy:
-            lines.append(f"Noisy run: the repeats of {', '.join(self.noisy_rows())} spread by more than "
-                         f"{NOISY_SPREAD:.0%} of their median. Rerun on a quieter machine, or with --pin.")
+            lines.append(f"Noisy run: {len(self.noisy_rows())} of {len(self.rows)} rows spread by more than "
+                         f"{NOISY_SPREAD:.0%} of their median over the repeats (widest: {worst.name}, "
+                         f"{worst.timing.spread:.0%}).{busy} Rerun on a quieter machine, or with --pin.")
         else:
-            worst = max(self.rows, key=lambda r: r.timing.spread)
             lines.append(f"Quiet run: every row's repeats spread by at most {worst.timing.spread:.0%} of its "
-                         f"median (widest: {worst.name}).")
+                         f"median (widest: {worst.name}).{busy}")
         lines.extend(self.notes)
         return "\n".join(lines)
 
@@ -719,6 +727,7 @@ def run(*, settings: Settings | None = None, pin: int | None = None, private: bo
             notes.append("The servers in use are not the project's own: the run used private servers, "
                          "so that it could pin them.")
     restore: dict[int, set[int]] = {}
+    load_before = list(os.getloadavg())
     with _bench_servers(private) as servers, tempfile.TemporaryDirectory(
             prefix="bench-", dir=paths.cache_dir()) as tmp:
         servers.cleanup(PREFIX)
@@ -745,7 +754,7 @@ def run(*, settings: Settings | None = None, pin: int | None = None, private: bo
                          for name, pid in sorted(pids.items(), key=lambda item: item[0] != "client")}
             env = environment(servers.versions())
             env["redis_benchmark"] = redis_benchmark_version()
-            env["loadavg"] = list(os.getloadavg())
+            env["loadavg_before"], env["loadavg_after"] = load_before, list(os.getloadavg())
         finally:
             restore_affinity(restore)
             servers.cleanup(PREFIX)
