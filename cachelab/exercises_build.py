@@ -137,7 +137,7 @@ def placeholder_source(source: str) -> str:
     """
     pieces: list[tuple[bool, str]] = []  # (is a def or class, text)
     seen: set[str] = set()
-    for node in ast.parse(source).body:
+    for node in ast.parse(_python_source(source)).body:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             if not node.name.startswith("_") and node.name not in seen:
                 seen.add(node.name)
@@ -175,7 +175,11 @@ def participant_copy(nb, *, source_name: str = ""):
             tags = [t for t in cell_tags(cell) if t != SOLUTION_TAG] + [PLACEHOLDER_TAG]
             cell.metadata["tags"] = tags
             if cell.cell_type == "code":
-                cell.source = placeholder_source(cell.source)
+                try:
+                    cell.source = placeholder_source(cell.source)
+                except SyntaxError as exc:
+                    raise ValueError(f"{source_name or 'notebook'}: a solution cell does not parse as Python "
+                                     f"(line {exc.lineno}: {exc.msg}); fix it, then run `make exercises`") from None
             else:
                 cell.source = f"*{YOUR_CODE_HERE}: write your answer here.*"
                 cell.pop("attachments", None)

@@ -100,6 +100,13 @@ def test_a_solution_without_names_gets_an_empty_placeholder():
 def test_bad_source_is_a_syntax_error():
     with pytest.raises(SyntaxError):
         eb.placeholder_source("def broken(:")
+    nb = tiny_notebook(solution="def broken(:")
+    with pytest.raises(ValueError, match="01_x.ipynb: a solution cell does not parse"):
+        eb.participant_copy(nb, source_name="01_x.ipynb")
+
+
+def test_magics_in_a_solution_are_understood():
+    assert eb.placeholder_source("%load_ext autoreload\nresult = 5").endswith("result = ...")
 
 
 # --------------------------------------------------------------------------- participant copies
