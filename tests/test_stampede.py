@@ -1,6 +1,7 @@
 """Stampede protection proven on a real Redis, with real backend queries, under threads and processes."""
 
 import json
+import math
 import time
 
 import pytest
@@ -66,9 +67,17 @@ def test_lock_allows_exactly_one_computation_under_32_threads(redis_client, serv
 
 
 def test_xfetch_recomputes_early_a_bounded_number_of_times(redis_client, service):
-    # beta=2 starts early recomputation sooner, a margin for a busy machine where a query runs slow
-    strategy = XFetch(redis_client, PREFIX + "x:", compute_for(service), ttl=60, beta=2)
-    run = storm(strategy)
+    # XFetch needs delta, the time a recomputation takes under the load it will see: take it from a lock
+    # storm just before (on a busy machine the query runs far slower than alone).
+    lock = LockedRecompute(redis_client, PREFIX + "xl:", compute_for(service), ttl=60)
+    storm(lock)
+    delta = lock.last_compute_seconds
+    beta, workers, rate = 2.0, 32, 32 / 0.01
+    strategy = XFetch(redis_client, PREFIX + "x:", compute_for(service), ttl=60, beta=beta)
+    # Start before the early window, which opens about beta * delta * ln(rate * beta * delta) before expiry.
+    left = max(0.6, beta * delta * (math.log(rate * beta * delta) + 2))
+    strategy.put("hot", {"v": 1}, delta=delta, ttl=left)
+    run = hammer(strategy.get, "hot", workers=workers, duration=left + 0.3, interval=0.01)
     assert run.errors == 0
     assert 1 <= strategy.computes <= 8, strategy.counters()
     assert strategy.early >= 1 and strategy.misses == 0  # refreshed before expiry: nobody missed
