@@ -31,7 +31,7 @@ run: servers ## execute every notebook against real servers into build/ (HTML re
 test: setup ## run the test suite: package tests and every notebook, against real servers
 	$(PY) -m cachelab with-servers -- $(PY) -m pytest
 
-bench: setup ## measure every caching layer next to its floor: table, build/bench/results.json and figure
+bench: setup ## each caching layer next to its floor: table, build/bench/ (BENCH_ARGS="--pin 0" pins to a CPU)
 	$(PY) -m cachelab with-servers -- $(PY) -m cachelab bench $(BENCH_ARGS)
 
 refresh: servers ## re-execute the committed notebooks in place (full measurements) for a reference run

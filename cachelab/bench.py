@@ -43,7 +43,8 @@ from . import paths
 from .near_cache import NearCache
 from .timing import Timing, format_ns, from_samples, measure, quick_mode
 
-PREFIX = "cachelab:bench:"
+PREFIX = f"cachelab:bench-{os.getpid()}:"  # one per run: two runs on the same servers never meet
+KEY_TTL = 600  # seconds: a run that dies before its cleanup leaves nothing behind for long
 BATCH = 100
 NOISY_SPREAD = 0.3  # (p90 - p10) / median above which a row counts as noisy (see Timing.spread)
 GROUPS = ("in-process", "disk", "network")
@@ -565,7 +566,7 @@ class _Bench:
         lru(o, de, m)
         decorated(o, de, m)
         client = self.servers.redis_client()
-        near = NearCache(client, PREFIX + "near:", local_ttl=3600)  # invalidation on, as the notebooks use it
+        near = NearCache(client, PREFIX + "near:", ttl=KEY_TTL, local_ttl=3600)  # invalidation on, as in 06
         key = self.route.key()
         near.set(key, answer)
         names = {"d": table, "f": lru, "c": mapping, "g": decorated, "n": near, "k": key,
@@ -610,8 +611,10 @@ class _Bench:
         single = self.servers.redis_client(decode_responses=False, single_connection_client=True)
         key = f"{PREFIX}answer"
         many = [f"{PREFIX}many:{i}" for i in range(BATCH)]
-        client.set(key, self.payload)
-        client.mset({k: self.payload for k in many})
+        with client.pipeline(transaction=False) as pipe:
+            for k in [key, *many]:
+                pipe.set(k, self.payload, ex=KEY_TTL)
+            pipe.execute()
         url = self.servers.redis.url
         specs, floors, raw = [], [], None
         try:
@@ -653,10 +656,10 @@ class _Bench:
         hash_client = self.servers.memcached_client(PREFIX)
         raw = None
         try:
-            node_client.set("answer", self.payload, noreply=False)
-            hash_client.set("answer", self.payload, noreply=False)
+            node_client.set("answer", self.payload, expire=KEY_TTL, noreply=False)
+            hash_client.set("answer", self.payload, expire=KEY_TTL, noreply=False)
             many = [f"many:{i}" for i in range(BATCH)]
-            node_client.set_many({k: self.payload for k in many}, noreply=False)
+            node_client.set_many({k: self.payload for k in many}, expire=KEY_TTL, noreply=False)
             raw = raw_memcached_get(self.servers.memcached.nodes[0], f"{PREFIX}answer")
             self._measure("network", [
                 _Spec(RAW_MEMCACHED, raw, note="hand-written get on a TCP_NODELAY socket"),
