@@ -741,8 +741,11 @@ def run(*, settings: Settings | None = None, pin: int | None = None, private: bo
                 for name, pid in pids.items():
                     if pid is None:
                         notes.append(f"{name} is not visible from here: it could not be pinned.")
-                    else:
+                        continue
+                    try:
                         restore.update(set_affinity(pid, {pin}))
+                    except PermissionError:
+                        notes.append(f"{name} (pid {pid}) belongs to another user: it could not be pinned.")
             before = {name: thread_stats(pid) for name, pid in pids.items() if pid}
             bench = _Bench(servers, settings, Path(tmp))
             steps = [("in-process", bench.in_process), ("disk", bench.disk), ("Redis", bench.redis),
@@ -794,7 +797,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                                    description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="short measurements (for tests), not for reading")
     parser.add_argument("--pin", type=int, metavar="CPU",
-                        help="run the client and the servers on this one CPU (the project's servers only)")
+                        help="run the client and the servers on this one CPU (servers of your own are left alone: "
+                             "private ones are started for the run)")
     parser.add_argument("--private", action="store_true", help="measure private servers started for the run")
     parser.add_argument("--out", type=Path, help="output folder (default build/bench)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
