@@ -116,6 +116,10 @@ def check_kernel(name: str = KERNEL_NAME, timeout: float = 60.0) -> Item:
         return Item("Jupyter kernel", False, f"{name!r} runs {python}, which failed: {type(exc).__name__}", fix)
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["?"])[-1]
+        where = Path(spec.resource_dir).resolve()
+        if not where.is_relative_to(Path(sys.prefix).resolve()):
+            fix = (f"the kernel {name!r} at {where} (found before the one in .venv) runs another Python: "
+                   f"remove that folder, then {fix}")
         return Item("Jupyter kernel", False, f"{name!r} runs {python}, which cannot import cachelab: {last}", fix)
     return Item("Jupyter kernel", True, f"{name!r}: Python {done.stdout.strip()} at {python}")
 
