@@ -219,6 +219,11 @@ class FlightService:
                                "AND arr_delay IS NOT NULL", (origin, dest))
         return np.fromiter((r[0] for r in rows), dtype=np.float64, count=len(rows))
 
+    def flight_count(self) -> int:
+        """How many flights the table holds."""
+        ((count,),) = self._query("SELECT COUNT(*) FROM flights")
+        return count
+
     def routes(self) -> list[Route]:
         """Every (origin, dest, month) with flights, busiest first (ties broken by name)."""
         rows = self._query(
