@@ -108,14 +108,23 @@ class NearCache:
                 self.local_hits += 1
                 return value
             epoch = self._epoch
-        raw = self.client.get(self.prefix + key)
-        if raw is not None:
+        for _attempt in range(3):
+            raw = self.client.get(self.prefix + key)
+            if raw is None:
+                break
             value = json.loads(raw)
             with self._lock:
-                self.remote_hits += 1
-                if self._epoch == epoch:  # else a write raced this read: what we read may be old
+                if self._epoch == epoch:
+                    self.remote_hits += 1
                     self._local[key] = value
-            return value
+                    return value
+                # An invalidation arrived while we read: what we read may predate that write, so it must
+                # not be kept. Read again; a value read after the message is at least as new as the write.
+                epoch = self._epoch
+        else:
+            with self._lock:
+                self.remote_hits += 1
+            return value  # invalidations kept racing the reads: serve the value, keep no local copy
         with self._lock:
             self.misses += 1
         if self.compute is None:

@@ -78,3 +78,31 @@ def test_bad_arguments_are_refused(redis_client):
         NearCache(redis_client, "other:")
     with pytest.raises(ValueError):
         NearCache(redis_client, PREFIX, local_ttl=0, invalidation=False)
+
+
+class _OvertakenClient:
+    """The real client, whose first GET is overtaken by another process's write and its message."""
+
+    def __init__(self, client, writer, delivered):
+        self.client, self.writer, self.delivered, self.raced = client, writer, delivered, False
+
+    def get(self, key):
+        value = self.client.get(key)  # the old value
+        if not self.raced:
+            self.raced = True
+            self.writer.set("k", "new")  # meanwhile another process writes...
+            assert self.delivered.wait(2)  # ...and its message arrives before this reply is used
+        return value
+
+    def __getattr__(self, name):
+        return getattr(self.client, name)
+
+
+def test_a_read_overtaken_by_a_write_never_keeps_the_old_value(redis_client):
+    delivered = threading.Event()
+    with NearCache(redis_client, PREFIX) as writer:
+        writer.set("k", "old")
+        racing = _OvertakenClient(redis_client, writer, delivered)
+        with NearCache(racing, PREFIX, local_ttl=300, on_invalidate=lambda key: delivered.set()) as reader:
+            assert reader.get("k") == "new"  # read again after the message, not the value read before it
+            assert reader.cached_locally("k") and reader.get("k") == "new"
