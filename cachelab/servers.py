@@ -279,7 +279,7 @@ class ManagedServer:
     def alive(self) -> bool:
         if self.process is not None:
             return self.process.poll() is None
-        return self.pid is not None and _pid_alive(self.pid)
+        return self.pid is not None and pid_alive(self.pid)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the server (SIGTERM, then SIGKILL). Data in it is gone: it was only ever a cache."""
@@ -292,12 +292,12 @@ class ManagedServer:
                 except subprocess.TimeoutExpired:
                     self.process.kill()
                     self.process.wait(timeout)
-        elif self.pid and _pid_alive(self.pid) and _is_server_pid(self.pid, self.kind):
+        elif self.pid and pid_alive(self.pid) and _is_server_pid(self.pid, self.kind):
             os.kill(self.pid, signal.SIGTERM)
             deadline = time.monotonic() + timeout
-            while _pid_alive(self.pid) and time.monotonic() < deadline:
+            while pid_alive(self.pid) and time.monotonic() < deadline:
                 time.sleep(0.05)
-            if _pid_alive(self.pid):
+            if pid_alive(self.pid):
                 os.kill(self.pid, signal.SIGKILL)
         if self in _MANAGED:
             _MANAGED.remove(self)
@@ -319,7 +319,7 @@ class ManagedServer:
                 if not sock.recv(64).startswith(b"OK"):
                     raise RuntimeError("flush_all was refused")
         else:
-            client = _redis_client(self.url, decode_responses=False)
+            client = redis_client_for(self.url, decode_responses=False)
             try:
                 client.execute_command("FLUSHDB")  # our own private instance only
             finally:
@@ -357,7 +357,8 @@ def _unprivileged_user() -> tuple[int, int] | None:
         return None
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -416,7 +417,8 @@ def _start(kind, port, password, memory_mb, detached, attempts) -> ManagedServer
 
 # --------------------------------------------------------------------------- clients
 
-def _redis_client(url: str, *, decode_responses: bool = True, retries: int = 1, **kwargs):
+def redis_client_for(url: str, *, decode_responses: bool = True, retries: int = 1, **kwargs):
+    """A ``redis.Redis`` for ``url`` with the project's connect/socket timeouts and a short bounded retry."""
     import redis
     from redis.backoff import ExponentialBackoff
     from redis.retry import Retry
@@ -507,7 +509,7 @@ class Servers:
     # -- clients
     def redis_client(self, *, decode_responses: bool = True, **kwargs):
         """A ``redis.Redis`` with connect/socket timeouts and a short bounded retry."""
-        return _redis_client(self.redis.url, decode_responses=decode_responses, **kwargs)
+        return redis_client_for(self.redis.url, decode_responses=decode_responses, **kwargs)
 
     def memcached_client(self, prefix: str, *, serde=None, nodes: list[tuple[str, int]] | None = None,
                          **kwargs):
@@ -645,7 +647,7 @@ def _from_env() -> tuple[RedisEndpoint | None, MemcachedEndpoint | None]:
     url = os.environ.get("REDIS_URL", "").strip()
     if url:
         parts = parse_redis_url(url)
-        client = _redis_client(url, retries=0)
+        client = redis_client_for(url, retries=0)
         try:
             client.ping()
         except Exception as exc:  # noqa: BLE001 - turned into a message that says what to do
@@ -700,6 +702,13 @@ def _from_compose() -> tuple[RedisEndpoint | None, MemcachedEndpoint | None]:
 
 _connected: Servers | None = None
 _connect_lock = threading.Lock()
+
+
+def forget() -> None:
+    """Forget the servers :func:`connect` resolved, so that the next call resolves afresh."""
+    global _connected
+    with _connect_lock:
+        _connected = None
 
 
 def connect(*, start: bool = True, fresh: bool = False) -> Servers:
@@ -780,7 +789,7 @@ def servers_down(quiet: bool = False) -> str:
     stopped = 0
     for kind, entry in entries:
         server = ManagedServer(kind, entry["port"], pid=entry.get("pid"))
-        if server.pid and _pid_alive(server.pid) and _is_server_pid(server.pid, kind):
+        if server.pid and pid_alive(server.pid) and _is_server_pid(server.pid, kind):
             server.stop()
             stopped += 1
     path.unlink(missing_ok=True)

@@ -118,11 +118,11 @@ def storm_once(strategy: str, redis_url: str, prefix: str, key: str, db_path: st
     import time
 
     from .data import FlightService
-    from .servers import _redis_client
+    from .servers import redis_client_for
     from .stampede import LockedRecompute, Unprotected, XFetch
 
     classes = {"unprotected": Unprotected, "lock": LockedRecompute, "xfetch": XFetch}
-    client = _redis_client(redis_url)
+    client = redis_client_for(redis_url)
     service = FlightService(db_path)
     try:
         compute = lambda k: service.ask(Route(*k.split("-")[:2], int(k.split("-")[2])))  # noqa: E731

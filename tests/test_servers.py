@@ -25,7 +25,7 @@ def test_started_servers_are_real_bound_to_loopback_and_secured(redis_server, me
     assert cmd[cmd.index("--bind") + 1] == "127.0.0.1"
     assert cmd[cmd.index("--maxmemory") + 1] == "64mb"
     assert "--requirepass" in cmd
-    client = srv._redis_client(redis_server.url)  # noqa: SLF001
+    client = srv.redis_client_for(redis_server.url)
     assert client.config_get("maxmemory-policy") == {"maxmemory-policy": "allkeys-lru"}
     assert client.info("server")["redis_version"]
     mc = memcached_server.command()
@@ -52,7 +52,7 @@ def test_connect_starts_private_servers_and_reuses_them(monkeypatch, tmp_path):
         assert first.redis_client().ping()
     finally:
         first.stop()
-        srv._connected = None  # noqa: SLF001 - the next test resolves afresh
+        srv.forget()
 
 
 def test_env_override_is_used_exactly(monkeypatch, tmp_path, redis_server, memcached_server):
@@ -65,7 +65,7 @@ def test_env_override_is_used_exactly(monkeypatch, tmp_path, redis_server, memca
         assert found.memcached.nodes == [("127.0.0.1", memcached_server.port)]
         assert found.managed == []
     finally:
-        srv._connected = None  # noqa: SLF001
+        srv.forget()
 
 
 def test_env_pointing_at_nothing_fails_fast_with_the_fix(monkeypatch, tmp_path):
@@ -75,7 +75,7 @@ def test_env_pointing_at_nothing_fails_fast_with_the_fix(monkeypatch, tmp_path):
     with pytest.raises(srv.ServersUnavailable, match="unset REDIS_URL"):
         srv.connect(fresh=True)
     assert time.monotonic() - t0 < 10
-    srv._connected = None  # noqa: SLF001
+    srv.forget()
 
 
 def test_no_servers_anywhere_gives_the_three_ways_within_seconds(tmp_path):
@@ -101,7 +101,7 @@ def test_a_server_that_never_answers_times_out(monkeypatch):
     port = listener.getsockname()[1]
     monkeypatch.setattr(srv, "SOCKET_TIMEOUT", 0.5)
     try:
-        client = srv._redis_client(f"redis://127.0.0.1:{port}/0", retries=0)  # noqa: SLF001
+        client = srv.redis_client_for(f"redis://127.0.0.1:{port}/0", retries=0)
         t0 = time.monotonic()
         with pytest.raises(redis.exceptions.TimeoutError):
             client.ping()
@@ -166,7 +166,7 @@ def test_servers_up_and_down_manage_only_their_own(monkeypatch, tmp_path):
         assert found.redis.source == "make servers" and found.redis.owned
         assert found.redis_client().ping()
     finally:
-        srv._connected = None  # noqa: SLF001
+        srv.forget()
         assert "Stopped 4" in srv.servers_down()
     assert not srv.state_file().exists()
 
@@ -182,9 +182,9 @@ def test_private_servers_stop_when_their_process_dies(tmp_path):
     proc.kill()
     proc.wait()
     deadline = time.monotonic() + 5
-    while srv._pid_alive(pid) and time.monotonic() < deadline:  # noqa: SLF001
+    while srv.pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not srv._pid_alive(pid) or open(f"/proc/{pid}/stat").read().split()[2] == "Z"  # noqa: SLF001
+    assert not srv.pid_alive(pid) or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
 
 
 @pytest.mark.parametrize("spec", ["localhost", "host:port", "h:99999", ",", ""])
