@@ -10,6 +10,14 @@ The notebooks in ``notebooks/`` tell the story; this package holds what they sha
 * :mod:`cachelab.servers`: real Redis and memcached, found or started, with safe clients.
 * :mod:`cachelab.lab`: the one-line set-up of each notebook.
 * :mod:`cachelab.exercises`: check cells that say right or wrong.
+
+The helpers of each step of the ladder: :mod:`~cachelab.memo` (01, 02), :mod:`~cachelab.policies`,
+:mod:`~cachelab.expiry` and :mod:`~cachelab.threads` (03), :mod:`~cachelab.diskmemo` (04),
+:mod:`~cachelab.sharding`, :mod:`~cachelab.faults`, :mod:`~cachelab.workers` (05),
+:mod:`~cachelab.cache_aside`, :mod:`~cachelab.near_cache`, :mod:`~cachelab.stampede` (06),
+:mod:`~cachelab.ladder` and :mod:`~cachelab.loadtest` (07). Around the series: :mod:`~cachelab.runner`
+and :mod:`~cachelab.site` (``make run``), :mod:`~cachelab.bench` (``make bench``), :mod:`~cachelab.check`,
+:mod:`~cachelab.exercises_build` and :mod:`~cachelab.prefetch` (the workshop kit).
 """
 
 from .lab import Lab, start
