@@ -27,6 +27,7 @@ from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
+from . import threads as _threads
 from .data import FlightService
 
 
@@ -190,32 +191,11 @@ def call_together(func: Callable, *args, threads: int = 4, timeout: float = 60.0
     """Call ``func(*args)`` from ``threads`` threads released at the same instant; return their results.
 
     A :class:`threading.Barrier` holds every thread until all are ready, so they all reach a cold cache
-    before any of them has filled it. Raises ``TimeoutError`` if a thread is still running after
-    ``timeout`` seconds, and re-raises the first exception a thread hit.
+    before any of them has filled it (:func:`cachelab.threads.call_together`, with the thread count as a
+    keyword). Raises ``TimeoutError`` if a thread is still running after ``timeout`` seconds, and
+    re-raises the first exception a thread hit.
     """
-    if threads < 1:
-        raise ValueError("threads must be at least 1")
-    barrier = threading.Barrier(threads)
-    results: list = [None] * threads
-    errors: list[BaseException] = []
-
-    def run(i: int) -> None:
-        try:
-            barrier.wait(timeout)
-            results[i] = func(*args)
-        except BaseException as exc:  # noqa: BLE001 - handed back to the caller below
-            errors.append(exc)
-
-    workers = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(timeout)
-    if any(w.is_alive() for w in workers):
-        raise TimeoutError(f"a thread was still running after {timeout} s")
-    if errors:
-        raise errors[0]
-    return results
+    return _threads.call_together(func, threads, *args, timeout=timeout)
 
 
 class SingleFlight:

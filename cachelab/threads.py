@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable
 
 
-class ThreadsTimeout(RuntimeError):
+class ThreadsTimeout(TimeoutError):
     """A thread did not finish within the time limit (a deadlock, or a backend that hangs)."""
 
 
@@ -22,8 +22,8 @@ def call_together(func: Callable, n_threads: int, *args, timeout: float = 30.0, 
     :class:`ThreadsTimeout` if the threads have not all finished within ``timeout`` seconds, so a
     notebook cell never hangs.
     """
-    if n_threads < 1:
-        raise ValueError("n_threads must be at least 1")
+    if not isinstance(n_threads, int) or n_threads < 1:
+        raise ValueError(f"the number of threads must be an integer of at least 1, not {n_threads!r}")
     barrier = threading.Barrier(n_threads)
     results: list = [None] * n_threads
     errors: list[BaseException] = []
