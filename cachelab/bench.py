@@ -192,8 +192,9 @@ class Report:
         lines.append(describe_placement(self.placement, self.pinned))
         worst = max(self.rows, key=lambda r: r.timing.spread)
         load = self.environment.get("loadavg_before")
-        busy = (f" The load average was {load[0]:.1f} on {self.environment.get('cpus')} CPUs when it started: "
-                "other processes competed for them." if load and load[0] > 0.5 else "")
+        cpus = self.environment.get("cpus") or 1
+        busy = f" The load average was {load[0]:.1f} on {cpus} CPUs at the start" if load else ""
+        busy += ": other processes competed for them." if load and load[0] >= cpus / 2 else "." if load else ""
         if self.noisy:
             lines.append(f"Noisy run: {len(self.noisy_rows())} of {len(self.rows)} rows spread by more than "
                          f"{NOISY_SPREAD:.0%} of their median over the repeats (widest: {worst.name}, "
@@ -473,7 +474,7 @@ def describe_placement(placement: dict, pinned: int | None) -> str:
 
     head = f"Pinned to CPU {pinned}." if pinned is not None else "Not pinned (the scheduler placed everything)."
     parts = [f"{name} ({where(p)})" for name, p in placement.items()]
-    return head + " " + "; ".join(parts) + "."
+    return head + (" " + "; ".join(parts) + "." if parts else "")
 
 
 # --------------------------------------------------------------------------- the measurements
