@@ -98,3 +98,45 @@ def test_resp_commands_are_encoded_as_redis_reads_them():
         bench.resp_command()
     with pytest.raises(TypeError):
         bench.resp_command("GET", 1)
+
+
+def synthetic_report(**spreads) -> bench.Report:
+    """A report built from made-up timings: the verdicts are arithmetic on them, no machine involved."""
+    def t(name, median, spread=0.0):
+        return bench.Timing(name, (median * (1 - spread / 2), median, median * (1 + spread / 2)))
+
+    rows = [
+        bench.Row("in-process", t(bench.DICT, 20.0)),
+        bench.Row("in-process", t(bench.LRU, 60.0, spreads.get("lru", 0.0)), (bench.DICT,)),
+        bench.Row("network", t(bench.RAW_REDIS, 30_000.0)),
+        bench.Row("network", t(bench.REDIS_BENCHMARK, 33_000.0), (bench.RAW_REDIS,)),
+        bench.Row("network", t(bench.REDIS_PY, 90_000.0), (bench.REDIS_BENCHMARK, bench.RAW_REDIS)),
+        bench.Row("network", t(bench.REDIS_PY_SINGLE, 60_000.0), (bench.REDIS_BENCHMARK, bench.RAW_REDIS)),
+    ]
+    return bench.Report(rows, {}, None, bench.Settings(quick=True), {"cpus": 2, "loadavg_before": [0.1, 0, 0]})
+
+
+def test_targets_are_the_ratio_of_medians_to_the_floor():
+    report = synthetic_report()
+    targets = {t["row"]: t for t in report.targets()}
+    assert targets[bench.LRU]["ratio"] == pytest.approx(3.0) and targets[bench.LRU]["met"] is True
+    assert targets[bench.REDIS_PY]["ratio"] == pytest.approx(90 / 33) and targets[bench.REDIS_PY]["met"] is False
+    assert targets[bench.PYMEMCACHE]["ratio"] is None and targets[bench.PYMEMCACHE]["met"] is None
+    summary = report.summary()
+    assert "2.73x, MISSED" in summary and "With one connection instead of the pool, redis-py is 1.82x" in summary
+    assert "3.00x, met" in summary and "pymemcache GET within 2x of raw socket get (memcached): not measured" in summary
+
+
+def test_the_table_shows_each_floor_and_each_ratio():
+    table = synthetic_report().table()
+    assert "[in-process]" in table and "[network]" in table and "[disk]" not in table
+    assert "3x dict lookup" in table
+    assert "2.73x redis-benchmark -c 1 GET, 3x raw socket GET (Redis)" in table
+    assert sum(line.endswith("  floor") for line in table.splitlines()) == 2  # the header ends "to floor"
+
+
+def test_a_row_whose_repeats_spread_widely_makes_the_run_noisy():
+    assert not synthetic_report().noisy and "Quiet run" in synthetic_report().summary()
+    noisy = synthetic_report(lru=0.8)
+    assert noisy.noisy_rows() == [bench.LRU]
+    assert "Noisy run: 1 of 6 rows spread by more than 30% of their median" in noisy.summary()
