@@ -371,6 +371,7 @@ def redis_benchmark_get(url: str, key: str, *, requests: int, runs: int, timeout
 
 
 def redis_benchmark_version() -> str | None:
+    """``redis-benchmark --version``, or ``None`` when it is not installed."""
     exe = shutil.which("redis-benchmark")
     if exe is None:
         return None
@@ -429,10 +430,12 @@ def _local_pid(pid: int | None, name: str, port: int) -> int | None:
 
 
 def redis_server_pid(client) -> int | None:
+    """The Redis server's own pid, from ``INFO server`` (as the server sees it: maybe in a container)."""
     return int(client.info("server").get("process_id", 0)) or None
 
 
 def memcached_server_pid(node: tuple[str, int], timeout: float = 2.0) -> int | None:
+    """The memcached server's own pid, from its ``stats``."""
     with socket.create_connection(node, timeout=timeout) as sock:
         sock.settimeout(timeout)
         sock.sendall(b"stats\r\n")
@@ -459,6 +462,7 @@ def set_affinity(pid: int, cpus: set[int]) -> dict[int, set[int]]:
 
 
 def restore_affinity(previous: dict[int, set[int]]) -> None:
+    """Undo :func:`set_affinity` (threads that have ended since are skipped)."""
     for tid, cpus in previous.items():
         with contextlib.suppress(OSError):
             os.sched_setaffinity(tid, cpus)
@@ -809,6 +813,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def main_from_args(args) -> int:
+    """Run, save and print; the exit code is 2 for a bad argument or missing servers, 1 for a missed
+    target with ``--strict``, else 0."""
     from .servers import ServersUnavailable
 
     settings = Settings(quick=args.quick or quick_mode())
