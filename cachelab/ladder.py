@@ -199,7 +199,11 @@ def ladder_figure(rungs: Sequence[Rung], *, save_as: str | None = "07_ladder",
 
 @dataclass(frozen=True)
 class Option:
-    """What one step of the ladder offers: facts about the tool, not measurements."""
+    """What one step of the ladder offers: facts about the tool, not measurements.
+
+    ``hit_ratio_note`` says why a step has no measured hit ratio, when it has none by design: the guide
+    prints it as a footnote instead of a bare "n/a".
+    """
 
     step: str
     shared_by: str
@@ -207,6 +211,7 @@ class Option:
     freshness: str
     values: str
     moving_parts: str
+    hit_ratio_note: str = ""
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -217,7 +222,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("cachetools", "one process (lock it for threads)", "no", "TTL per cache", "any object",
            "a lock, a TTL to choose"),
     Option("joblib", "processes sharing a disk", "yes (disk)", "never by time; on code change",
-           "large arrays (memory-mapped)", "a cache folder to clean; pickle"),
+           "large arrays (memory-mapped)", "a cache folder to clean; pickle",
+           hit_ratio_note="none replayed, since joblib.Memory never evicts on its own: on the standard stream "
+                          "it hits every repeated request (the repeat ceiling) unless reduce_size() removes entries"),
     Option("memcached", "many machines", "no (memory only)", "TTL, delete on write", "up to 1 MB per item",
            "servers, a client, serialisation, invalidation"),
     Option("redis", "many machines", "optional (RDB/AOF)", "TTL, delete on write", "up to 512 MB, keep small",
@@ -232,7 +239,8 @@ def decision_guide(rungs: Sequence[Rung], ratios: Mapping[str, float] | None = N
     """One row per option: its facts, plus the measured hit and miss cost and standard-stream hit ratio.
 
     Latency columns come from ``rungs`` (the miss of a step without one is recomputing plus the lookup,
-    shown as the recompute cost); the hit ratio from ``ratios`` (``None`` where no notebook saved one).
+    shown as the recompute cost); the hit ratio from ``ratios`` (``None`` where no notebook saved one,
+    with the option's ``hit_ratio_note`` saying why, when it has one).
     """
     ratios = dict(ratios or {})
     base = baseline(rungs)
@@ -247,13 +255,20 @@ def decision_guide(rungs: Sequence[Rung], ratios: Mapping[str, float] | None = N
             "miss_ns": miss.median if miss else base.median,
             "speedup": hit.speedup_over(base) if hit else None,
             "hit_ratio": ratios.get(option.step),
+            "hit_ratio_note": option.hit_ratio_note if ratios.get(option.step) is None else "",
         })
     return rows
 
 
 def format_guide(rows: Sequence[Mapping]) -> str:
-    """The decision guide as a plain-text table (measured columns formatted, n/a where missing)."""
+    """The decision guide as a plain-text table (measured columns formatted, n/a where missing).
+
+    A missing hit ratio with a ``hit_ratio_note`` reads "n/a (1)", and the note follows the table.
+    """
     cols = ["step", "hit", "miss", "speedup", "hit ratio", "shared by", "survives restart", "freshness", "values"]
+    notes = [(row["step"], row["hit_ratio_note"]) for row in rows
+             if row["hit_ratio"] is None and row.get("hit_ratio_note")]
+    marks = {step: f" ({i})" for i, (step, _) in enumerate(notes, start=1)}
 
     def cell(row, col):
         if col == "hit":
@@ -263,7 +278,7 @@ def format_guide(rows: Sequence[Mapping]) -> str:
         if col == "speedup":
             return _speedup_text(row["speedup"]) if row["speedup"] is not None else "n/a"
         if col == "hit ratio":
-            return f"{row['hit_ratio']:.0%}" if row["hit_ratio"] is not None else "n/a"
+            return f"{row['hit_ratio']:.0%}" if row["hit_ratio"] is not None else "n/a" + marks.get(row["step"], "")
         return str(row[col])
 
     table = [[cell(r, c) for c in cols] for r in rows]
@@ -271,6 +286,9 @@ def format_guide(rows: Sequence[Mapping]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True))]
     lines.append("-" * len(lines[0]))
     lines += ["  ".join(v.ljust(w) for v, w in zip(t, widths, strict=True)) for t in table]
+    if notes:
+        lines.append("")
+        lines += [f"({i}) {step}: {note}." for i, (step, note) in enumerate(notes, start=1)]
     return "\n".join(lines)
 
 

@@ -106,6 +106,9 @@ def hit_ratio(hits: int, misses: int) -> float:
 
 STANDARD_SEED = 2013
 STANDARD_ALPHA = DEFAULT_ALPHA
+#: How many requests of the standard stream a notebook replays for the ``hit_ratio:<step>`` it saves,
+#: so that the hit ratios of every step are measured on the same requests.
+STANDARD_LENGTH = 10_000
 
 
 def standard_stream(keys: Sequence[K], n_requests: int) -> list[K]:

@@ -32,6 +32,30 @@ def test_routes_are_ranked_busiest_first(service):
     assert routes[0].key() == "JFK-LAX-07"
 
 
+def test_all_route_delays_answers_as_route_delay_does_in_one_query(service):
+    before = service.calls
+    every = service.all_route_delays()
+    assert service.calls == before + 1, "one query for every answer"
+    routes = service.routes()
+    assert set(every) == set(routes)
+    cancelled = [r for r in routes if every[r]["cancelled"]]
+    never_flown = [r for r in routes if every[r]["on_time_rate"] is None]  # every flight cancelled
+    assert cancelled and never_flown
+    sample = {routes[0], routes[1], routes[-1], routes[-2], routes[len(routes) // 2],
+              *cancelled[:3], *cancelled[-2:], *never_flown[:2]}
+    for route in sample:
+        assert every[route] == service.ask(route), f"{route.key()}: the answers differ"
+
+
+def test_all_route_delays_sees_new_rows(tmp_path):
+    path = data.copy_database(tmp_path / "copy.sqlite")
+    with data.FlightService(path, writable=True) as s:
+        s.record_flight("LGA", "LAX", 6, 5.0)  # a route nobody flew in 2013
+        every = s.all_route_delays()
+        assert every[data.Route("LGA", "LAX", 6)] == s.route_delay("LGA", "LAX", 6)
+        assert every[data.Route("LGA", "LAX", 6)]["flights"] == 1
+
+
 def test_read_only_service_refuses_writes(service):
     with pytest.raises(Exception, match="readonly"):
         service.record_flight("JFK", "LAX", 7, 10.0)

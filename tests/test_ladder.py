@@ -105,6 +105,20 @@ def test_hit_ratios_and_the_decision_guide_come_from_the_results():
     assert "47%" in text and "n/a" in text and "50 µs" in text
 
 
+def test_a_step_without_a_hit_ratio_by_design_says_why():
+    save_series(ratios={"lru_cache": 0.41, "memcached": 0.8, "redis": 0.8})
+    rows = {row["step"]: row for row in ladder.decision_guide(ladder.collect(), ladder.hit_ratios())}
+    assert rows["joblib"]["hit_ratio"] is None and "reduce_size" in rows["joblib"]["hit_ratio_note"]
+    assert rows["memcached"]["hit_ratio"] == 0.8 and rows["memcached"]["hit_ratio_note"] == ""
+    lines = ladder.format_guide(list(rows.values())).splitlines()
+    joblib_line = next(line for line in lines if line.startswith("joblib"))
+    assert "n/a (1)" in joblib_line
+    assert any(line.startswith("(1) joblib: ") and "never evicts" in line for line in lines)
+    assert not any(line.startswith("(2)") for line in lines), "only joblib has a note"
+    cachetools_line = next(line for line in lines if line.startswith("cachetools"))
+    assert "n/a " in cachetools_line and "n/a (" not in cachetools_line, "no note: a plain n/a"
+
+
 @pytest.mark.parametrize(("question", "answer"), [
     ({}, "lru_cache"),
     ({"max_staleness_s": 60}, "cachetools"),
