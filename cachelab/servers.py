@@ -359,6 +359,7 @@ def _unprivileged_user() -> tuple[int, int] | None:
 
 def pid_alive(pid: int) -> bool:
     """Whether a process with this pid exists."""
+    arguments.integer("pid", pid, minimum=1)  # 0 and -1 would ask about a whole process group
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -419,6 +420,7 @@ def _start(kind, port, password, memory_mb, detached, attempts) -> ManagedServer
 
 def redis_client_for(url: str, *, decode_responses: bool = True, retries: int = 1, **kwargs):
     """A ``redis.Redis`` for ``url`` with the project's connect/socket timeouts and a short bounded retry."""
+    arguments.integer("retries", retries, minimum=0)
     import redis
     from redis.backoff import ExponentialBackoff
     from redis.retry import Retry
