@@ -23,6 +23,28 @@ from collections.abc import Callable, Hashable
 
 from .servers import _check_prefix
 
+
+def _store_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [OSError]  # socket errors and timeouts
+    try:
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
+        errors += [RedisConnectionError, RedisTimeoutError]
+    except ImportError:  # pragma: no cover - redis is a dependency
+        pass
+    try:
+        from pymemcache.exceptions import MemcacheError
+
+        errors.append(MemcacheError)
+    except ImportError:  # pragma: no cover - pymemcache is a dependency
+        pass
+    return tuple(errors)
+
+
+#: What an unreachable cache raises: :class:`CacheAside` treats these as a miss and asks the backend.
+STORE_ERRORS = _store_errors()
+
 #: The JSON stored for "not found" by negative caching: a value no answer of the service can take.
 MISSING_MARKER = {"__cachelab_missing__": True}
 
@@ -101,7 +123,11 @@ class CacheAside:
     until it expires); without it, every lookup of a missing key reaches the backend. ``jitter`` spreads
     the TTL of each write (see :func:`jittered_ttl`). ``key_of`` turns a request into the cache key
     (``str`` by default; use ``Route.key`` for routes). Thread-safe counters: ``hits``,
-    ``negative_hits``, ``misses``, ``computes``.
+    ``negative_hits``, ``misses``, ``computes``, ``store_errors``.
+
+    A cache that is down (connection refused, timeout) is not an outage of the service: the read
+    counts as a miss and a ``store_error``, the answer comes from the backend, and the write is skipped.
+    The client's own timeouts bound how long that takes.
     """
 
     def __init__(self, store, compute: Callable[[Hashable], object], *, ttl: float, jitter: float = 0.0,
@@ -114,7 +140,7 @@ class CacheAside:
         self.store, self.compute, self.ttl, self.jitter = store, compute, ttl, jitter
         self.negative_ttl, self.key_of = negative_ttl, key_of
         self.rng = rng or random.Random()
-        self.hits = self.negative_hits = self.misses = self.computes = 0
+        self.hits = self.negative_hits = self.misses = self.computes = self.store_errors = 0
         self._lock = threading.Lock()
 
     def _count(self, name: str) -> None:
@@ -124,7 +150,14 @@ class CacheAside:
     def get(self, request: Hashable):
         """The value for ``request`` (``None`` when not found), from the cache when it is there."""
         key = self.key_of(request)
-        cached = self.store.get(key)
+        try:
+            cached = self.store.get(key)
+        except STORE_ERRORS:
+            self._count("store_errors")
+            self._count("misses")
+            value = self.compute(request)
+            self._count("computes")
+            return value
         if cached is not None:
             if cached == MISSING_MARKER:
                 self._count("negative_hits")
@@ -134,11 +167,14 @@ class CacheAside:
         self._count("misses")
         value = self.compute(request)
         self._count("computes")
-        if value is None:
-            if self.negative_ttl is not None:
-                self.store.set(key, MISSING_MARKER, self.negative_ttl)
-        else:
-            self.store.set(key, value, jittered_ttl(self.ttl, self.jitter, rng=self.rng))
+        try:
+            if value is None:
+                if self.negative_ttl is not None:
+                    self.store.set(key, MISSING_MARKER, self.negative_ttl)
+            else:
+                self.store.set(key, value, jittered_ttl(self.ttl, self.jitter, rng=self.rng))
+        except STORE_ERRORS:
+            self._count("store_errors")
         return value
 
     __call__ = get
