@@ -7,8 +7,8 @@ staleness: when one process writes a new value, the others still hold the old on
 * **pub/sub invalidation**: every write publishes the key on a channel; every near cache listens in a
   background thread and drops its local copy when the message arrives, typically within a millisecond.
 * **the local TTL**: pub/sub is at-most-once (a message sent while a subscriber is disconnected is lost),
-  so the local copy also expires after ``local_ttl`` seconds, whatever happens. On a lost connection the
-  listener also empties the local tier, since it may have missed messages.
+  so the local copy also expires after ``local_ttl`` seconds, whatever happens. When the listener's
+  connection is lost and comes back, the local tier is emptied, since messages may have been missed.
 
 ``timer`` is injectable (as in ``cachetools.TTLCache``), so tests advance the local TTL without waiting.
 """
@@ -71,6 +71,9 @@ class NearCache:
         else:
             self._pubsub.close()
             raise TimeoutError(f"no confirmation of SUBSCRIBE {self.channel}")
+        # redis-py reconnects and resubscribes on its own, silently: hook the reconnection to drop the local
+        # tier, which may hold values whose invalidation was published while we were away.
+        self._pubsub.connection.register_connect_callback(self._on_reconnect)
         self._thread = threading.Thread(target=self._listen, name=f"near-cache-{self.id}", daemon=True)
         self._thread.start()
 
@@ -88,6 +91,9 @@ class NearCache:
                 sender, _, key = (data.decode() if isinstance(data, bytes) else data).partition(" ")
                 if sender != self.id:
                     self._drop(key)
+
+    def _on_reconnect(self, _connection) -> None:
+        self.clear_local()
 
     def _drop(self, key: str) -> None:
         with self._lock:

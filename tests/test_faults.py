@@ -196,6 +196,23 @@ def test_near_caches_keep_invalidating_each_other_after_a_redis_restart(redis_se
         reader_client.close()
 
 
+def test_a_near_cache_drops_its_local_copies_when_its_listener_reconnects(redis_server):
+    """Invalidations published while the listener was away are lost: the local tier must not outlive that."""
+    client = project_servers(redis_server.url).redis_client()
+    reader = NearCache(client, PREFIX, local_ttl=300)  # only invalidation (or a reconnection) can refresh it
+    try:
+        reader.set("k", {"v": 1})
+        assert reader.get("k") == {"v": 1} and reader.cached_locally("k")
+        redis_server.restart()
+        deadline = time.monotonic() + 10
+        while reader.cached_locally("k") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not reader.cached_locally("k"), "the local copy survived a reconnection of the listener"
+    finally:
+        reader.close()
+        client.close()
+
+
 # --------------------------------------------------------------------------- memcached node stopped mid-stream
 
 def test_a_memcached_node_stopped_mid_stream_costs_misses_not_errors(three_nodes, service, routes, truth):
