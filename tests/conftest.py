@@ -34,6 +34,16 @@ def redis_server():
 
 
 @pytest.fixture
+def redis_client(redis_server):
+    """A client of the private Redis, with string replies and short timeouts."""
+    from redis import Redis
+
+    client = Redis.from_url(redis_server.url, decode_responses=True, socket_timeout=2, socket_connect_timeout=1)
+    yield client
+    client.close()
+
+
+@pytest.fixture
 def memcached_server():
     """A private memcached started for one test and stopped after it."""
     from cachelab.servers import start_memcached

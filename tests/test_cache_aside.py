@@ -17,14 +17,6 @@ from cachelab.servers import JsonSerde
 PREFIX = "cachelab:test_cache_aside:"
 
 
-@pytest.fixture
-def redis_client(redis_server):
-    from redis import Redis
-
-    client = Redis.from_url(redis_server.url, decode_responses=True, socket_timeout=2, socket_connect_timeout=1)
-    yield client
-    client.close()
-
 
 class Backend:
     """A counting stand-in for the service: the value of key 'absent' does not exist."""

@@ -10,14 +10,6 @@ from cachelab.near_cache import NearCache
 PREFIX = "cachelab:test_near_cache:"
 
 
-@pytest.fixture
-def redis_client(redis_server):
-    from redis import Redis
-
-    client = Redis.from_url(redis_server.url, decode_responses=True, socket_timeout=2, socket_connect_timeout=1)
-    yield client
-    client.close()
-
 
 def test_reads_go_local_then_remote_then_compute(redis_client):
     calls = []
