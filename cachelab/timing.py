@@ -24,7 +24,7 @@ import numbers
 import os
 import time
 import timeit
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -183,6 +183,46 @@ def measure(
             loops = int(math.ceil(loops * grow))
     samples = tuple(timer.timeit(number=loops) / loops for _ in range(repeat))
     return Timing(name=str(name), samples_ns=samples, loops=loops, meta=meta)
+
+
+def measure_together(
+    stmts: Mapping[str, str | Callable[[], object]],
+    *,
+    globals: dict | None = None,  # noqa: A002 - the same name as timeit's argument
+    repeat: int | None = None,
+    min_time: float | None = None,
+    warmup: int = 1,
+    **meta,
+) -> dict[str, Timing]:
+    """Time several operations **interleaved**, for a ratio between them that noise cannot flip.
+
+    ``stmts`` maps a name to what :func:`measure` takes. Each operation gets its warm-up and its loop
+    count first; then one sample of each is taken in turn, ``repeat`` times, rotating which goes first.
+    A busy neighbour, a CPU frequency change or a server moved to another core then slows every
+    operation alike, where timings taken one after the other can each catch a different machine (on a
+    loopback round trip, up to a few times apart). Returns one :class:`Timing` per name, in order.
+    """
+    if not isinstance(stmts, Mapping):
+        raise TypeError(f"stmts must be a mapping of names to statements, not {type(stmts).__name__}")
+    if not stmts:
+        raise ValueError("stmts must name at least one operation")
+    for name, stmt in stmts.items():
+        arguments.instance("a name in stmts", name, str)
+        if not (isinstance(stmt, str) or callable(stmt)):
+            raise TypeError(f"stmts[{name!r}] must be a statement string or a callable, not {type(stmt).__name__}")
+    if repeat is None:
+        repeat = 5 if quick_mode() else 15
+    repeat = arguments.integer("repeat", repeat, minimum=1)
+    first = {name: measure(stmt, name=name, globals=globals, repeat=1, min_time=min_time, warmup=warmup)
+             for name, stmt in stmts.items()}  # warm-up, loop count and the first sample of each
+    samples = {name: [t.samples_ns[0]] for name, t in first.items()}
+    names = list(stmts)
+    for round_ in range(1, repeat):
+        for i in range(len(names)):
+            name = names[(i + round_) % len(names)]
+            timing = measure(stmts[name], name=name, globals=globals, repeat=1, loops=first[name].loops, warmup=0)
+            samples[name].append(timing.samples_ns[0])
+    return {name: Timing(name, tuple(samples[name]), first[name].loops, dict(meta)) for name in names}
 
 
 def time_calls(func: Callable, args: Iterable, *, star: bool = False) -> np.ndarray:

@@ -1,10 +1,12 @@
+import itertools
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 
-from cachelab.timing import Timing, format_ns, from_samples, measure, pick, table, time_calls
+from cachelab.timing import Timing, format_ns, from_samples, measure, measure_together, pick, table, time_calls
 
 
 def test_format_ns_picks_unit_by_magnitude():
@@ -60,6 +62,41 @@ def test_measure_separates_costs_that_differ():
     fast = measure("d[k]", globals={"d": {1: 2}, "k": 1}, repeat=5, min_time=0.005)
     slow = measure("sum(r)", globals={"r": range(2000)}, repeat=5, min_time=0.005)
     assert slow.median > 10 * fast.median
+
+
+def test_measure_together_interleaves_samples_and_keeps_each_loop_count():
+    log = []
+    timings = measure_together({"a": lambda: log.append("a"), "b": lambda: log.append("b"),
+                                "slow": "log.append('s'); sum(r)"}, globals={"r": range(2000), "log": log},
+                               repeat=6, min_time=0.002, step=1)
+    assert list(timings) == ["a", "b", "slow"]
+    assert all(t.n == 6 and t.meta == {"step": 1} and t.name == name for name, t in timings.items())
+    assert timings["slow"].median > 10 * timings["a"].median
+    # The samples alternate (blocks of `loops` calls each), rather than all of a, then all of b, then slow.
+    blocks = [log[0]] + [x for prev, x in itertools.pairwise(log) if x != prev]
+    assert all(blocks.count(name) >= 6 for name in "abs")
+
+
+def test_measure_together_follows_a_machine_that_slows_down():
+    """A 5x slowdown halfway through slows both operations alike, so their ratio holds.
+
+    Measured one after the other, the first operation would see only the fast machine and the second
+    only the slow one, and their ratio would come out near 50 instead of 10.
+    """
+    slow_from = [float("inf")]
+
+    def work(n):
+        return sum(range(n * (5 if time.perf_counter() > slow_from[0] else 1)))
+
+    ops = {"small": lambda: work(200), "large": lambda: work(2000)}
+    start = time.perf_counter()
+    measure_together(ops, repeat=8, min_time=0.002)
+    duration = time.perf_counter() - start
+    slow_from[0] = time.perf_counter() + duration / 2
+    timings = measure_together(ops, repeat=8, min_time=0.002)
+    ratio = timings["large"].median / timings["small"].median
+    assert time.perf_counter() > slow_from[0], "the slowdown should have come during the run"
+    assert 4 < ratio < 25, ratio
 
 
 def test_harness_overhead_is_within_2x_of_timeit():
