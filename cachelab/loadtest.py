@@ -26,9 +26,9 @@ main module again in every worker, and would otherwise run the script's top leve
 from __future__ import annotations
 
 import functools
-import json
 import multiprocessing
 import traceback
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,80 +125,61 @@ def _route_args(route) -> tuple:
     return (route.origin, route.dest, route.month) if hasattr(route, "origin") else tuple(route)
 
 
-class _Counter:
-    def __init__(self):
-        self.hits = 0
+def make_answer(mode: str, service, store=None, ttl: int = DEFAULT_TTL) -> tuple[Callable, object]:
+    """The function a worker calls for each request in ``mode``, and what counts its cache hits (``.hits``).
 
-
-def make_answer(mode: str, service, cache=None, ttl: int = DEFAULT_TTL) -> tuple[Callable, _Counter]:
-    """The function a worker calls for each request in ``mode``, and the counter of its cache hits.
-
-    ``cache`` is a memcached or Redis client for the shared modes (already prefixed for this run).
+    ``store`` is a :class:`~cachelab.cache_aside.MemcachedStore` or :class:`~cachelab.cache_aside.RedisStore`
+    for the shared modes (already prefixed for this run): a :class:`~cachelab.cache_aside.CacheAside` over
+    it answers, the same cache-aside as notebooks 05 and 06.
     """
-    counter = _Counter()
     if mode == "no cache":
+        counter = _NoHits()
         return (lambda route: service.route_delay(*_route_args(route))), counter
     if mode == "lru_cache":
         @functools.lru_cache(maxsize=None)  # noqa: UP033 - the lru_cache of notebook 02, unbounded
         def cached(args):
             return service.route_delay(*args)
 
-        def answer(route):
-            before = cached.cache_info().hits
-            value = cached(_route_args(route))
-            counter.hits += cached.cache_info().hits - before
-            return value
+        counter = _LruHits(cached)
+        return (lambda route: cached(_route_args(route))), counter
+    if mode in SHARED_MODES:
+        from .cache_aside import CacheAside
 
-        return answer, counter
-    if mode == "memcached":
-        def answer(route):
-            key = _route_key(route)
-            value = cache.get(key)
-            if value is None:
-                value = service.route_delay(*_route_args(route))
-                cache.set(key, value, expire=ttl)
-            else:
-                counter.hits += 1
-            return value
-
-        return answer, counter
-    if mode == "redis":
-        def answer(route):
-            key = _route_key(route)
-            raw = cache.get(key)
-            if raw is None:
-                value = service.route_delay(*_route_args(route))
-                cache.set(key, json.dumps(value, separators=(",", ":")), ex=ttl)
-                return value
-            counter.hits += 1
-            return json.loads(raw)
-
-        return answer, counter
+        if store is None:
+            raise ValueError(f"mode {mode!r} needs a store")
+        aside = CacheAside(store, lambda route: service.route_delay(*_route_args(route)), ttl=ttl,
+                           key_of=_route_key)
+        return aside.get, aside
     raise ValueError(f"unknown mode {mode!r}; one of {MODES}")
 
 
-def _shared_client(mode, endpoints, prefix):
+class _NoHits:
+    hits = 0
+
+
+class _LruHits:
+    def __init__(self, cached):
+        self._cached = cached
+
+    @property
+    def hits(self) -> int:
+        return self._cached.cache_info().hits
+
+
+def _shared_store(mode, endpoints, prefix):
+    """The store of a shared mode under ``prefix``, and the client to close after the run."""
     from . import servers as _servers
+    from .cache_aside import MemcachedStore, RedisStore
 
     redis_ep, memcached_ep = endpoints
     found = _servers.Servers(redis_ep, memcached_ep)
     if mode == "memcached":
-        # TCP_NODELAY: without it, a get sent right after a noreply set waits for the server's delayed
-        # ACK (Nagle's algorithm), tens of milliseconds per miss. redis-py sets it by default.
-        return found.memcached_client(prefix, no_delay=True)
+        # TCP_NODELAY: without it, a get sent right after a set waits for the server's delayed ACK
+        # (Nagle's algorithm), tens of milliseconds per miss. redis-py sets it by default.
+        client = found.memcached_client(prefix, no_delay=True)
+        return MemcachedStore(client), client
     client = found.redis_client()
-
-    class _Prefixed:  # the Redis client under this run's prefix
-        def get(self, key):
-            return client.get(prefix + key)
-
-        def set(self, key, value, ex):
-            return client.set(prefix + key, value, ex=ex)
-
-        def close(self):
-            client.close()
-
-    return _Prefixed()
+    return RedisStore(client, prefix), client
 
 
 def worker_main(conn, db_path: str | None, endpoints) -> None:
@@ -224,15 +205,17 @@ def worker_main(conn, db_path: str | None, endpoints) -> None:
             if message[0] == "stop":
                 return
             _, mode, shard, prefix, ttl = message
-            client = _shared_client(mode, endpoints, prefix) if mode in SHARED_MODES else None
+            store, client = _shared_store(mode, endpoints, prefix) if mode in SHARED_MODES else (None, None)
             try:
-                answer, counter = make_answer(mode, service, client, ttl)
+                answer, counter = make_answer(mode, service, store, ttl)
                 conn.send(("ready",))
                 if conn.recv()[0] != "go":
                     return
                 service.calls = 0
                 for route in shard:
                     answer(route)
+                if getattr(counter, "store_errors", 0):  # CacheAside fell back to the database: not this mode
+                    raise RuntimeError(f"{counter.store_errors} request(s) could not reach the {mode} server")
                 conn.send(("done", len(shard), service.calls, counter.hits))
             finally:
                 if client is not None:
@@ -315,7 +298,13 @@ class LoadTest:
         for conn in self._conns:
             conn.close()
         self._procs, self._conns = [], []
-        self.cleanup()
+        from .cache_aside import STORE_ERRORS
+
+        try:
+            self.cleanup()
+        except STORE_ERRORS as exc:  # a server gone mid-test must not hide the error that ended the test
+            warnings.warn(f"could not delete the keys under {self.prefix}load: ({exc}); they expire within "
+                          f"{self.ttl} s", RuntimeWarning, stacklevel=2)
 
     def cleanup(self) -> dict[str, int] | None:
         """Delete the keys under this test's prefix (only those) from Redis and memcached."""

@@ -23,30 +23,33 @@ def test_deal_is_round_robin_and_lru_queries_count_each_shard():
         loadtest.deal(stream, 0)
 
 
-def test_answer_functions_count_hits_and_backend_queries(routes, redis_server):
-    from cachelab.servers import RedisEndpoint
+def test_answer_functions_count_hits_and_backend_queries(routes, redis_server, memcached_server):
+    from pymemcache.client.base import Client
+
+    from cachelab.cache_aside import MemcachedStore, RedisStore
+    from cachelab.servers import JsonSerde, RedisEndpoint
 
     client = Servers(RedisEndpoint("test", True, url=redis_server.url), None).redis_client()
-
-    class Prefixed:
-        def get(self, key):
-            return client.get("cachelab:test:" + key)
-
-        def set(self, key, value, ex):
-            return client.set("cachelab:test:" + key, value, ex=ex)
-
+    mc = Client(memcached_server.address, serde=JsonSerde(), key_prefix=b"cachelab:test:", connect_timeout=1,
+                timeout=2, no_delay=True)
+    stores = {"no cache": None, "lru_cache": None, "redis": RedisStore(client, "cachelab:test:"),
+              "memcached": MemcachedStore(mc)}
     with FlightService() as service:
-        for mode, cache in (("no cache", None), ("lru_cache", None), ("redis", Prefixed())):
+        for mode, store in stores.items():
             service.calls = 0
-            answer, counter = loadtest.make_answer(mode, service, cache)
+            answer, counter = loadtest.make_answer(mode, service, store)
             first = answer(routes[0])
-            assert answer(routes[0]) == first
+            assert answer(routes[0]) == first == service.route_delay(routes[0].origin, routes[0].dest, routes[0].month)
             expected_calls = 2 if mode == "no cache" else 1
-            assert (service.calls, counter.hits) == (expected_calls, 2 - expected_calls), mode
+            assert (service.calls, counter.hits) == (expected_calls + 1, 2 - expected_calls), mode
         assert client.ttl("cachelab:test:" + routes[0].key()) > 0  # shared entries expire
+        assert mc.get(routes[0].key()) == first
+        with pytest.raises(ValueError, match="needs a store"):
+            loadtest.make_answer("redis", service)
     with pytest.raises(ValueError):
         loadtest.make_answer("nope", None)
     client.close()
+    mc.close()
 
 
 def test_workers_serve_a_stream_in_every_mode(servers, routes):
@@ -100,3 +103,16 @@ def test_bad_requests_fail_fast():
 def test_a_failing_worker_is_reported_not_waited_for(tmp_path):
     with pytest.raises(loadtest.LoadTestError, match="no database"):
         loadtest.LoadTest(max_workers=1, db_path=tmp_path / "missing.sqlite", timeout=60).start()
+
+
+def test_a_shared_run_whose_server_is_gone_fails_instead_of_measuring_the_database(servers, routes):
+    from cachelab.servers import RedisEndpoint, start_redis
+
+    with start_redis() as server:
+        found = Servers(RedisEndpoint("private", True, url=server.url), servers.memcached)
+        test = loadtest.LoadTest(found, prefix_for("99_loadtest"), max_workers=1, timeout=60).start()
+        server.stop()
+        with pytest.raises(loadtest.LoadTestError, match="could not reach the redis server"):
+            test.run("redis", 1, [routes[0], routes[0]])
+        with pytest.warns(RuntimeWarning, match="expire within"):  # closing reports the keys it could not delete
+            test.close()
