@@ -41,7 +41,7 @@ from pathlib import Path
 
 from . import paths
 from .near_cache import NearCache
-from .timing import Timing, format_ns, from_samples, measure, quick_mode
+from .timing import StatementSampler, Timing, format_ns, from_samples, quick_mode, take_in_turn
 
 PREFIX = f"cachelab:bench-{os.getpid()}:"  # one per run: two runs on the same servers never meet
 KEY_TTL = 600  # seconds: a run that dies before its cleanup leaves nothing behind for long
@@ -530,25 +530,13 @@ class _Bench:
 
     def _measure(self, group: str, specs: Sequence[_Spec]) -> None:
         """Measure ``specs`` interleaved, ``settings.repeat`` samples each, and keep them as rows."""
-        loops: dict[str, int] = {}
-        samples: dict[str, list[float]] = {s.name: [] for s in specs}
-        for round_ in range(self.settings.repeat):
-            for i in range(len(specs)):
-                spec = specs[(i + round_) % len(specs)]  # rotate, so that no row always goes first
-                if spec.sampler is not None:
-                    samples[spec.name].append(spec.sampler())
-                    continue
-                if spec.name not in loops:  # the first sample warms up and calibrates the loop count
-                    timing = measure(spec.stmt, name=spec.name, globals=spec.globals, repeat=1,
-                                     min_time=self.settings.min_time)
-                    loops[spec.name] = timing.loops
-                else:
-                    timing = measure(spec.stmt, name=spec.name, globals=spec.globals, repeat=1, warmup=0,
-                                     loops=loops[spec.name])
-                samples[spec.name].append(timing.samples_ns[0] / spec.per)
+        samplers = {s.name: s.sampler or StatementSampler(s.stmt, globals=s.globals, min_time=self.settings.min_time)
+                    for s in specs}
+        samples = take_in_turn(samplers, self.settings.repeat)
         for spec in specs:
             meta = {"batch": spec.per} if spec.per != 1 else {}
-            timing = Timing(spec.name, tuple(samples[spec.name]), loops.get(spec.name, 1), meta)
+            loops = getattr(samplers[spec.name], "loops", None) or 1
+            timing = Timing(spec.name, tuple(x / spec.per for x in samples[spec.name]), loops, meta)
             self.rows.append(Row(group, timing, spec.floors, spec.note))
 
     # -- in-process

@@ -185,6 +185,56 @@ def measure(
     return Timing(name=str(name), samples_ns=samples, loops=loops, meta=meta)
 
 
+class StatementSampler:
+    """One sample of a statement per call (time per operation, ns), for :func:`take_in_turn`.
+
+    The first call warms up and chooses the loop count, as :func:`measure` does; later calls reuse it,
+    so every sample averages the same number of operations.
+    """
+
+    def __init__(self, stmt: str | Callable[[], object], *, globals: dict | None = None,  # noqa: A002
+                 min_time: float | None = None, warmup: int = 1):
+        if not (isinstance(stmt, str) or callable(stmt)):
+            raise TypeError(f"stmt must be a statement string or a callable, not {type(stmt).__name__}")
+        self.stmt, self.globals, self.min_time = stmt, globals, min_time
+        self.warmup = arguments.integer("warmup", warmup, minimum=0)
+        self.loops: int | None = None
+
+    def __call__(self) -> float:
+        if self.loops is None:
+            timing = measure(self.stmt, globals=self.globals, repeat=1, min_time=self.min_time, warmup=self.warmup)
+            self.loops = timing.loops
+        else:
+            timing = measure(self.stmt, globals=self.globals, repeat=1, loops=self.loops, warmup=0)
+        return timing.samples_ns[0]
+
+
+def take_in_turn(samplers: Mapping[str, Callable[[], float]], repeat: int) -> dict[str, list[float]]:
+    """``repeat`` samples of each sampler, one of each in turn, rotating which goes first.
+
+    A sampler is a zero-argument callable returning one sample (a :class:`StatementSampler`, or a run of an
+    outside tool). Taken in turn, a busy neighbour, a CPU frequency change or a server moved to another
+    core touches every sampler alike, where samples taken one sampler after the other can each catch a
+    different machine (on a loopback round trip, up to a few times apart).
+    """
+    if not isinstance(samplers, Mapping):
+        raise TypeError(f"samplers must be a mapping of names to samplers, not {type(samplers).__name__}")
+    if not samplers:
+        raise ValueError("samplers must name at least one operation")
+    for name, sampler in samplers.items():
+        arguments.instance("a name in samplers", name, str)
+        if not callable(sampler):
+            raise TypeError(f"the sampler of {name!r} must be callable, not {type(sampler).__name__}")
+    repeat = arguments.integer("repeat", repeat, minimum=1)
+    names = list(samplers)
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for round_ in range(repeat):
+        for i in range(len(names)):
+            name = names[(i + round_) % len(names)]
+            samples[name].append(float(samplers[name]()))
+    return samples
+
+
 def measure_together(
     stmts: Mapping[str, str | Callable[[], object]],
     *,
@@ -197,32 +247,23 @@ def measure_together(
     """Time several operations **interleaved**, for a ratio between them that noise cannot flip.
 
     ``stmts`` maps a name to what :func:`measure` takes. Each operation gets its warm-up and its loop
-    count first; then one sample of each is taken in turn, ``repeat`` times, rotating which goes first.
-    A busy neighbour, a CPU frequency change or a server moved to another core then slows every
-    operation alike, where timings taken one after the other can each catch a different machine (on a
-    loopback round trip, up to a few times apart). Returns one :class:`Timing` per name, in order.
+    count on its first sample; then samples are taken one of each in turn (:func:`take_in_turn`).
+    Returns one :class:`Timing` per name, in order.
     """
     if not isinstance(stmts, Mapping):
         raise TypeError(f"stmts must be a mapping of names to statements, not {type(stmts).__name__}")
     if not stmts:
         raise ValueError("stmts must name at least one operation")
+    samplers = {}
     for name, stmt in stmts.items():
         arguments.instance("a name in stmts", name, str)
         if not (isinstance(stmt, str) or callable(stmt)):
             raise TypeError(f"stmts[{name!r}] must be a statement string or a callable, not {type(stmt).__name__}")
+        samplers[name] = StatementSampler(stmt, globals=globals, min_time=min_time, warmup=warmup)
     if repeat is None:
         repeat = 5 if quick_mode() else 15
-    repeat = arguments.integer("repeat", repeat, minimum=1)
-    first = {name: measure(stmt, name=name, globals=globals, repeat=1, min_time=min_time, warmup=warmup)
-             for name, stmt in stmts.items()}  # warm-up, loop count and the first sample of each
-    samples = {name: [t.samples_ns[0]] for name, t in first.items()}
-    names = list(stmts)
-    for round_ in range(1, repeat):
-        for i in range(len(names)):
-            name = names[(i + round_) % len(names)]
-            timing = measure(stmts[name], name=name, globals=globals, repeat=1, loops=first[name].loops, warmup=0)
-            samples[name].append(timing.samples_ns[0])
-    return {name: Timing(name, tuple(samples[name]), first[name].loops, dict(meta)) for name in names}
+    samples = take_in_turn(samplers, repeat)
+    return {name: Timing(name, tuple(samples[name]), samplers[name].loops, dict(meta)) for name in samplers}
 
 
 def time_calls(func: Callable, args: Iterable, *, star: bool = False) -> np.ndarray:

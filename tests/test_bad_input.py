@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import socket
+import time
 
 import matplotlib.pyplot as plt
 import pytest
@@ -76,6 +77,12 @@ CASES = [
     ("timing.measure_together", lambda: timing.measure_together({1: "pass"}), TypeError, "a name in stmts"),
     ("timing.measure_together", lambda: timing.measure_together({"x": 3}), TypeError, "must be a statement string"),
     ("timing.measure_together", lambda: timing.measure_together({"x": "pass"}, repeat=0), ValueError, "repeat"),
+    ("timing.StatementSampler", lambda: timing.StatementSampler(3), TypeError, "stmt must be a statement"),
+    ("timing.StatementSampler", lambda: timing.StatementSampler("pass", warmup=-1), ValueError, "warmup"),
+    ("timing.take_in_turn", lambda: timing.take_in_turn([print], 3), TypeError, "samplers must be a mapping"),
+    ("timing.take_in_turn", lambda: timing.take_in_turn({}, 3), ValueError, "at least one operation"),
+    ("timing.take_in_turn", lambda: timing.take_in_turn({"x": 3}, 3), TypeError, "must be callable"),
+    ("timing.take_in_turn", lambda: timing.take_in_turn({"x": time.perf_counter}, 0), ValueError, "repeat"),
     ("timing.time_calls", lambda: timing.time_calls(3, []), TypeError, "func must be callable"),
     ("timing.time_calls", lambda: timing.time_calls(print, 3), TypeError, "not iterable"),
     ("timing.from_samples", lambda: timing.from_samples("x", []), ValueError, "at least one sample"),

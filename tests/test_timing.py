@@ -6,7 +6,18 @@ import time
 
 import pytest
 
-from cachelab.timing import Timing, format_ns, from_samples, measure, measure_together, pick, table, time_calls
+from cachelab.timing import (
+    StatementSampler,
+    Timing,
+    format_ns,
+    from_samples,
+    measure,
+    measure_together,
+    pick,
+    table,
+    take_in_turn,
+    time_calls,
+)
 
 
 def test_format_ns_picks_unit_by_magnitude():
@@ -62,6 +73,22 @@ def test_measure_separates_costs_that_differ():
     fast = measure("d[k]", globals={"d": {1: 2}, "k": 1}, repeat=5, min_time=0.005)
     slow = measure("sum(r)", globals={"r": range(2000)}, repeat=5, min_time=0.005)
     assert slow.median > 10 * fast.median
+
+
+def test_take_in_turn_rotates_which_sampler_goes_first():
+    order = []
+    samples = take_in_turn({name: (lambda name=name: order.append(name) or len(order)) for name in "xyz"}, 3)
+    assert order == list("xyz" "yzx" "zxy")
+    assert samples == {"x": [1.0, 6.0, 8.0], "y": [2.0, 4.0, 9.0], "z": [3.0, 5.0, 7.0]}
+
+
+def test_statement_sampler_chooses_its_loop_count_once():
+    sampler = StatementSampler("sum(r)", globals={"r": range(100)}, min_time=0.002)
+    assert sampler.loops is None
+    first = sampler()
+    loops = sampler.loops
+    assert loops > 1 and first > 0
+    assert sampler() > 0 and sampler.loops == loops
 
 
 def test_measure_together_interleaves_samples_and_keeps_each_loop_count():
