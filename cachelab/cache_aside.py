@@ -21,7 +21,7 @@ import random
 import threading
 from collections.abc import Callable, Hashable
 
-from .servers import _check_prefix
+from .keys import check_prefix
 
 
 def _store_errors() -> tuple[type[BaseException], ...]:
@@ -69,7 +69,7 @@ class RedisStore:
 
     def __init__(self, client, prefix: str):
         self.client = client
-        self.prefix = _check_prefix(prefix)
+        self.prefix = check_prefix(prefix)
 
     def key(self, key: str) -> str:
         return self.prefix + key
@@ -201,7 +201,7 @@ class Namespace:
         if not name or any(c.isspace() for c in name) or ":" in name:
             raise ValueError(f"a namespace name without spaces or ':', not {name!r}")
         self.client = client
-        self.prefix = _check_prefix(prefix)
+        self.prefix = check_prefix(prefix)
         self.name = name
         self.version_key = f"{self.prefix}{name}:version"
 

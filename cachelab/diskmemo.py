@@ -19,12 +19,7 @@ that someone else can write.
 from __future__ import annotations
 
 import importlib
-import os
-import pickle
 import shutil
-import subprocess
-import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,32 +118,24 @@ def call_in_fresh_process(location: str | Path, func: Callable, args: tuple = ()
 
     ``location`` reaches the child as given, ``str`` or ``pathlib.Path``: joblib 1.6 stores under a ``joblib/``
     subfolder of a ``str`` location but directly in a ``Path`` one (joblib issue #1684), so a change of type
-    would be a different cache. ``func`` must be importable (defined at the top level of a module). The
-    arguments go to the child, and the result comes back, as pickles in a private temporary folder that
-    only this user can read.
-    Raises ``subprocess.TimeoutExpired`` after ``timeout`` seconds and ``RuntimeError`` (with the
-    child's error output) if the call fails.
+    would be a different cache. ``func`` must be importable (defined at the top level of a module).
+    The new process comes from :func:`cachelab.workers.in_fresh_process`; an error raised there is raised
+    here, and ``TimeoutError`` after ``timeout`` seconds.
     """
+    from .workers import in_fresh_process
+
     module, qualname = _import_path(func)
     request = {"location": location, "module": module, "qualname": qualname, "args": tuple(args),
                "kwargs": dict(kwargs or {}), "ignore": ignore, "mmap_mode": mmap_mode}
-    with tempfile.TemporaryDirectory(prefix="cachelab-fresh-") as private:
-        request_path, reply_path = Path(private) / "request.pkl", Path(private) / "reply.pkl"
-        request_path.write_bytes(pickle.dumps(request))
-        proc = subprocess.run([sys.executable, "-m", "cachelab.diskmemo", str(request_path), str(reply_path)],
-                              capture_output=True, text=True, timeout=timeout, env=os.environ.copy())
-        if proc.returncode != 0 or not reply_path.exists():
-            raise RuntimeError(f"the fresh process failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
-        reply = pickle.loads(reply_path.read_bytes())  # written by our own child, in our private folder
-    return FreshCall(**reply)
+    return FreshCall(**in_fresh_process(_fresh_call, request, timeout=timeout))
 
 
-def _child(request_path: str, reply_path: str) -> None:
+def _fresh_call(request: dict) -> dict:
+    """In the new process: memoize the function named in ``request`` and call it once."""
     from joblib import Memory
 
     from .timing import time_calls
 
-    request = pickle.loads(Path(request_path).read_bytes())
     target = importlib.import_module(request["module"])
     for part in request["qualname"].split("."):
         target = getattr(target, part)
@@ -158,9 +145,4 @@ def _child(request_path: str, reply_path: str) -> None:
     was_cached = memorized.check_call_in_cache(*args, **kwargs)
     box = []
     (call_ns,) = time_calls(lambda _: box.append(memorized(*args, **kwargs)), [None])
-    Path(reply_path).write_bytes(pickle.dumps({"was_cached": bool(was_cached), "call_ns": float(call_ns),
-                                               "result": box[0]}))
-
-
-if __name__ == "__main__":
-    _child(*sys.argv[1:3])
+    return {"was_cached": bool(was_cached), "call_ns": float(call_ns), "result": box[0]}

@@ -8,7 +8,6 @@ placeholders for the participants' copies.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 
 
 class NotYet(AssertionError):
@@ -32,13 +31,3 @@ def check_close(actual: float, expected: float, *, rel: float = 1e-6, abs_tol: f
     """``actual`` within ``rel``/``abs_tol`` of ``expected``."""
     ok = isinstance(actual, int | float) and math.isclose(actual, expected, rel_tol=rel, abs_tol=abs_tol)
     check(ok, f"expected about {expected!r}, got {actual!r}. {hint}".strip(), success=success)
-
-
-def check_defined(namespace: dict, *names: str) -> None:
-    """Every name in ``names`` is defined and not ``...`` (the placeholder of the participants' copies)."""
-    if not isinstance(namespace, Mapping):
-        raise TypeError(f"namespace must be a mapping such as globals(), not {type(namespace).__name__}")
-    if not names or not all(isinstance(n, str) for n in names):
-        raise TypeError("give the names to check as strings: check_defined(globals(), 'answer')")
-    missing = [n for n in names if n not in namespace or namespace[n] is Ellipsis]
-    check(not missing, f"define {', '.join(missing)} in the cell above first.", success="All defined.")

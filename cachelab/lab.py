@@ -11,6 +11,7 @@ from pathlib import Path
 
 from . import servers as _servers
 from .environment import banner, environment
+from .keys import prefix_for
 from .results import Results
 from .timing import Timing, quick_mode
 
@@ -20,7 +21,7 @@ class Lab:
 
     def __init__(self, notebook: str, *, servers: bool = False):
         self.notebook = notebook
-        self.prefix = _servers.prefix_for(notebook)
+        self.prefix = prefix_for(notebook)
         self._servers: _servers.Servers | None = None
         if servers:
             self.servers.cleanup(self.prefix)

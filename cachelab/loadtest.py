@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .timing import Timing, measure
+from .workers import deal
 
 MODES = ("no cache", "lru_cache", "memcached", "redis")
 SHARED_MODES = ("memcached", "redis")
@@ -93,21 +94,9 @@ class Throughput:
         return self.requests / (self.timing.median / 1e9)
 
     @property
-    def rps_p10_p90(self) -> tuple[float, float]:
-        """Requests per second at the p90 and p10 wall times (slowest to fastest)."""
-        return self.requests / (self.timing.p90 / 1e9), self.requests / (self.timing.p10 / 1e9)
-
-    @property
     def backend_queries(self) -> int:
         """Backend queries of the last run (the counts barely vary between runs)."""
         return self.runs[-1].backend_queries
-
-
-def deal(requests: Sequence, workers: int) -> list[list]:
-    """Round-robin shards of a request stream: worker ``i`` gets ``requests[i::workers]``."""
-    if workers < 1:
-        raise ValueError("workers must be at least 1")
-    return [list(requests[i::workers]) for i in range(workers)]
 
 
 def expected_lru_queries(requests: Sequence, workers: int) -> int:

@@ -7,27 +7,24 @@
   different sequences of round trips fit in a pilot's flying time) and a bottom-up reference answer.
 * :func:`replay_lru`: a request stream replayed through a real ``functools.lru_cache``, for hit ratios
   and memory (``tracemalloc``) as ``maxsize`` grows, without paying for the backend.
-* :func:`call_together` and :class:`SingleFlight`: threads that miss at the same instant, and the per-key
-  lock that makes them compute once.
-* :func:`answer_in_process` and :func:`in_fresh_process`: an ``lru_cache`` lives in one process's memory;
-  a fresh worker process starts with an empty one.
+* :class:`SingleFlight`: the per-key lock that makes threads which miss at the same instant
+  (:func:`cachelab.threads.call_together`) compute once.
+* :func:`answer_in_process`: an ``lru_cache`` lives in one process's memory; a fresh worker process
+  (:func:`cachelab.workers.in_fresh_process`) starts with an empty one.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-import multiprocessing
 import os
 import shelve
 import sqlite3
 import threading
 import tracemalloc
 from collections.abc import Callable, Hashable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
-from . import threads as _threads
 from .data import FlightService
 
 
@@ -185,19 +182,6 @@ def replay_lru(stream: Sequence[Hashable], maxsize: int | None, *, make_value: C
     return LruReplay(maxsize, info.hits, info.misses, info.currsize, traced)
 
 
-# --------------------------------------------------------------------------- threads
-
-def call_together(func: Callable, *args, threads: int = 4, timeout: float = 60.0) -> list:
-    """Call ``func(*args)`` from ``threads`` threads released at the same instant; return their results.
-
-    A :class:`threading.Barrier` holds every thread until all are ready, so they all reach a cold cache
-    before any of them has filled it (:func:`cachelab.threads.call_together`, with the thread count as a
-    keyword). Raises ``TimeoutError`` if a thread is still running after ``timeout`` seconds, and
-    re-raises the first exception a thread hit.
-    """
-    return _threads.call_together(func, threads, *args, timeout=timeout)
-
-
 class SingleFlight:
     """Make concurrent first calls with the same arguments compute once.
 
@@ -269,19 +253,3 @@ def answer_in_process(routes: Sequence[tuple[str, str, int]], shelf_path: str | 
                     misses += 1
                     shelf[key] = service.route_delay(origin, dest, month)
     return {"pid": os.getpid(), "backend_calls": service.calls - before, "hits": hits, "misses": misses}
-
-
-def in_fresh_process(func: Callable, *args, timeout: float = 120.0):
-    """``func(*args)`` run in a brand-new Python process (``spawn``), and its result.
-
-    ``func`` must be importable by name (a function of this package, not one defined in a notebook),
-    because the new process imports it. Raises ``TimeoutError`` after ``timeout`` seconds.
-    """
-    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-    try:
-        result = pool.submit(func, *args).result(timeout=timeout)
-    except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)  # never wait on a worker that misbehaved
-        raise
-    pool.shutdown(wait=True)
-    return result

@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 from cachetools import TTLCache
 
-from .servers import _check_prefix
+from .keys import check_prefix
 
 
 class NearCache:
@@ -44,7 +44,7 @@ class NearCache:
         if ttl <= 0 or local_ttl <= 0 or maxsize < 1:
             raise ValueError("ttl and local_ttl must be positive, maxsize at least 1")
         self.client = client
-        self.prefix = _check_prefix(prefix)
+        self.prefix = check_prefix(prefix)
         self.compute, self.ttl, self.local_ttl = compute, ttl, local_ttl
         self.channel = f"{self.prefix}invalidate"
         self.id = uuid.uuid4().hex[:12]

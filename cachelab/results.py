@@ -12,6 +12,7 @@ from pathlib import Path
 
 from . import arguments, paths
 from .environment import environment
+from .keys import notebook_name
 from .timing import Timing
 
 
@@ -19,21 +20,11 @@ class ResultsMissing(FileNotFoundError):
     """Raised when a notebook's saved results are not there yet: the message names the notebook to run."""
 
 
-def _check_notebook(notebook) -> str:
-    """A notebook name is a file name in the results folder: no path, no leading dot."""
-    if notebook is None or notebook == "":
-        raise ValueError(f"a notebook name like '01_naive_recomputation', not {notebook!r}")
-    arguments.text("notebook", notebook)
-    if "/" in notebook or "\\" in notebook or notebook.startswith("."):
-        raise ValueError(f"a notebook name like '01_naive_recomputation', not {notebook!r}")
-    return notebook
-
-
 class Results:
     """The named results of one notebook."""
 
     def __init__(self, notebook: str, server_versions: dict | None = None):
-        self.notebook = _check_notebook(notebook)
+        self.notebook = notebook_name(notebook)
         self.timings: dict[str, Timing] = {}
         self.values: dict[str, object] = {}
         self.server_versions = server_versions or {}
@@ -97,7 +88,7 @@ def load(notebook: str) -> SavedResults:
 
     Raises :class:`ResultsMissing`, naming the notebook to run, when they are not there.
     """
-    path = paths.results_dir() / f"{_check_notebook(notebook)}.json"
+    path = paths.results_dir() / f"{notebook_name(notebook)}.json"
     if not path.exists():
         raise ResultsMissing(
             f"No results from {notebook} in {path.parent}. Run notebooks/{notebook}.ipynb first "

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .servers import _check_prefix
+from .keys import check_prefix
 from .timing import time_calls
 
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
@@ -52,7 +52,7 @@ class _Strategy:
         if ttl <= 0:
             raise ValueError("ttl must be positive")
         self.client = client
-        self.prefix = _check_prefix(prefix)
+        self.prefix = check_prefix(prefix)
         self.compute = compute
         self.ttl = ttl
         self.hits = self.misses = self.computes = self.waits = 0

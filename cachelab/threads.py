@@ -2,7 +2,7 @@
 
 When a popular entry is missing (a cold start, an expiry, an invalidation), every request that arrives
 before the first one has refilled it also misses, and each of them runs the expensive work. To show it
-on purpose, :func:`call_together` starts ``n`` threads, holds them at a barrier and releases them at once.
+on purpose, :func:`call_together` starts ``threads`` threads, holds them at a barrier and releases them at once.
 """
 
 from __future__ import annotations
@@ -15,15 +15,18 @@ class ThreadsTimeout(TimeoutError):
     """A thread did not finish within the time limit (a deadlock, or a backend that hangs)."""
 
 
-def call_together(func: Callable, n_threads: int, *args, timeout: float = 30.0, **kwargs) -> list:
-    """Call ``func(*args, **kwargs)`` from ``n_threads`` threads released together; return their results.
+def call_together(func: Callable, *args, threads: int = 4, timeout: float = 60.0, **kwargs) -> list:
+    """Call ``func(*args, **kwargs)`` from ``threads`` threads released together; return their results.
 
     Results are in thread order. The first exception raised by any thread is re-raised here. Raises
     :class:`ThreadsTimeout` if the threads have not all finished within ``timeout`` seconds, so a
     notebook cell never hangs.
     """
-    if not isinstance(n_threads, int) or n_threads < 1:
-        raise ValueError(f"the number of threads must be an integer of at least 1, not {n_threads!r}")
+    if isinstance(threads, bool) or not isinstance(threads, int):
+        raise TypeError(f"threads must be an integer, not {type(threads).__name__} {threads!r}")
+    if threads < 1:
+        raise ValueError(f"threads must be at least 1, not {threads}")
+    n_threads = threads
     barrier = threading.Barrier(n_threads)
     results: list = [None] * n_threads
     errors: list[BaseException] = []
@@ -35,14 +38,14 @@ def call_together(func: Callable, n_threads: int, *args, timeout: float = 30.0, 
         except BaseException as exc:  # noqa: BLE001 - handed back to the caller below
             errors.append(exc)
 
-    threads = [threading.Thread(target=worker, args=(i,), name=f"together-{i}", daemon=True)
+    started = [threading.Thread(target=worker, args=(i,), name=f"together-{i}", daemon=True)
                for i in range(n_threads)]
-    for thread in threads:
+    for thread in started:
         thread.start()
-    for thread in threads:
+    for thread in started:
         thread.join(timeout)
-    if any(thread.is_alive() for thread in threads):
-        raise ThreadsTimeout(f"{sum(t.is_alive() for t in threads)} of {n_threads} threads still running "
+    if any(thread.is_alive() for thread in started):
+        raise ThreadsTimeout(f"{sum(t.is_alive() for t in started)} of {n_threads} threads still running "
                               f"after {timeout} s")
     if errors:
         raise errors[0]

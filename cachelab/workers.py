@@ -1,9 +1,15 @@
-"""Real worker processes for the notebooks: the service run by N processes, each with its own cache or
-sharing memcached or Redis, and N processes storming one expired key.
+"""Real worker processes for the notebooks: the one harness the package has for code in other processes.
 
-Worker functions live here, not in notebook cells, because a process started with ``spawn`` imports the
-function it runs by name. Each worker opens its own :class:`~cachelab.data.FlightService` and returns
-how many backend queries it made and the latency of each request (:func:`cachelab.timing.time_calls`).
+* :func:`in_fresh_process`: one call in a brand-new Python process, and its result;
+* :func:`worker_pool` and :func:`deal`: N processes, and a request stream dealt round-robin over them,
+  as a load balancer would;
+* :func:`serve_share` and :func:`run_workers`: the flight service run by N processes, each with its own
+  cache or sharing memcached.
+
+Worker functions live in modules, not in notebook cells, because a process started with ``spawn``
+imports the function it runs by name. Each worker opens its own :class:`~cachelab.data.FlightService`
+(its own SQLite connection) and returns how many backend queries it made and the latency of each request
+(:func:`cachelab.timing.time_calls`).
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import multiprocessing
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 
@@ -36,6 +42,31 @@ class WorkersRun:
     def busy_seconds(self) -> float:
         """Total time spent answering requests, summed over workers."""
         return float(self.latencies_ns.sum() / 1e9)
+
+
+def in_fresh_process(func: Callable, *args, timeout: float = 120.0):
+    """``func(*args)`` run in a brand-new Python process (``spawn``), and its result.
+
+    ``func`` must be importable by name (a function of a module, not one defined in a notebook),
+    because the new process imports it. Raises ``TimeoutError`` after ``timeout`` seconds.
+    """
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        result = pool.submit(func, *args).result(timeout=timeout)
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)  # never wait on a worker that misbehaved
+        raise
+    pool.shutdown(wait=True)
+    return result
+
+
+def deal(requests: Sequence, workers: int) -> list[list]:
+    """Round-robin shards of a request stream: worker ``i`` of ``workers`` gets ``requests[i::workers]``."""
+    if isinstance(workers, bool) or not isinstance(workers, int):
+        raise TypeError(f"workers must be an integer, not {type(workers).__name__}")
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, not {workers}")
+    return [list(requests[i::workers]) for i in range(workers)]
 
 
 @contextlib.contextmanager
@@ -75,12 +106,9 @@ def serve_share(mode: str, routes: Sequence[tuple[str, str, int]], db_path: str,
             answer = functools.lru_cache(maxsize=None)(service.route_delay)
             latencies = time_calls(answer, routes, star=True)
         else:
-            from pymemcache.client.hash import HashClient
+            from .servers import memcached_client_for
 
-            from .servers import CONNECT_TIMEOUT, SOCKET_TIMEOUT, JsonSerde
-
-            client = HashClient([tuple(n) for n in nodes], serde=JsonSerde(), key_prefix=prefix.encode(),
-                                connect_timeout=CONNECT_TIMEOUT, timeout=SOCKET_TIMEOUT)
+            client = memcached_client_for([tuple(n) for n in nodes], prefix)
             cache = CacheAside(MemcachedStore(client), lambda r: service.ask(r), ttl=ttl, key_of=Route.key)
             try:
                 latencies = time_calls(cache.get, [Route(*r) for r in routes])
@@ -100,38 +128,9 @@ def run_workers(pool: Executor, stream: Sequence[Route], workers: int, mode: str
     """
     if mode == "memcached" and (not nodes or not prefix):
         raise ValueError("mode='memcached' needs nodes and a prefix")
-    shares = [[(r.origin, r.dest, r.month) for r in stream[i::workers]] for i in range(workers)]
+    shares = [[(r.origin, r.dest, r.month) for r in share] for share in deal(stream, workers)]
     futures = [pool.submit(serve_share, mode, share, str(db_path), list(nodes or []), prefix)
                for share in shares]
     outcomes = [f.result() for f in futures]
     latencies = np.concatenate([np.asarray(o["latencies_ns"], dtype=np.float64) for o in outcomes])
     return WorkersRun(mode, workers, sum(o["calls"] for o in outcomes), latencies)
-
-
-def storm_once(strategy: str, redis_url: str, prefix: str, key: str, db_path: str, *, ttl: float = 60.0,
-               start_at: float | None = None) -> dict:
-    """One process asks for ``key`` once through a stampede strategy, after waiting for ``start_at``.
-
-    ``strategy`` is ``'unprotected'``, ``'lock'`` or ``'xfetch'``. Returns ``{"calls": backend queries}``.
-    Used to prove across processes what the threads prove in one: one computation under the lock.
-    """
-    import time
-
-    from .data import FlightService
-    from .servers import redis_client_for
-    from .stampede import LockedRecompute, Unprotected, XFetch
-
-    classes = {"unprotected": Unprotected, "lock": LockedRecompute, "xfetch": XFetch}
-    client = redis_client_for(redis_url)
-    service = FlightService(db_path)
-    try:
-        compute = lambda k: service.ask(Route(*k.split("-")[:2], int(k.split("-")[2])))  # noqa: E731
-        cache = classes[strategy](client, prefix, compute, ttl=ttl)
-        if start_at is not None:
-            while time.time() < start_at:  # line the processes up on one instant
-                time.sleep(min(0.001, max(0.0, start_at - time.time())))
-        cache.get(key)
-        return {"calls": service.calls}
-    finally:
-        service.close()
-        client.close()

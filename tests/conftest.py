@@ -50,3 +50,33 @@ def memcached_server():
 
     with start_memcached() as server:
         yield server
+
+
+SERVER_FIXTURES = {"servers", "redis_server", "redis_client", "memcached_server", "users_servers"}
+KINDS = ("servers", "notebook", "browser")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test gets one kind: ``servers`` (it uses real servers), ``notebook``, ``browser``, or ``unit``.
+
+    A test that takes a server fixture is a ``servers`` test; one marked with no kind is a ``unit`` test,
+    and :func:`_unit_tests_start_no_server` holds it to that.
+    """
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())) and not item.get_closest_marker("servers"):
+            item.add_marker(pytest.mark.servers)
+        if not any(item.get_closest_marker(kind) for kind in KINDS):
+            item.add_marker(pytest.mark.unit)
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_start_no_server(request, monkeypatch):
+    """A ``unit`` test that starts a server fails, naming the marker it needs (``make test-fast`` has none)."""
+    if request.node.get_closest_marker("unit") is None:
+        return
+    from cachelab.servers import managed
+
+    def refuse(self, *args, **kwargs):
+        raise AssertionError(f"a unit test started {self.kind}: mark the test @pytest.mark.servers")
+
+    monkeypatch.setattr(managed.ManagedServer, "start", refuse)

@@ -19,6 +19,8 @@ import redis
 from cachelab import bench
 from cachelab.servers import start_redis
 
+pytestmark = pytest.mark.servers  # every test here runs against real servers
+
 PASSWORD = "p@ss:w/rd?#%&= 42"  # every character that needs quoting in a URL
 LAB = """
 import cachelab

@@ -15,6 +15,7 @@ import sys
 import pytest
 
 from cachelab import bench
+from cachelab.timing import Timing
 
 ROWS = [bench.DICT, bench.LRU, bench.CT_MAPPING, bench.CT_CACHED, bench.NEAR, bench.READ_BYTES, bench.JOBLIB,
         bench.RAW_REDIS, bench.REDIS_BENCHMARK, bench.REDIS_PY, bench.REDIS_PY_SINGLE, bench.REDIS_MGET,
@@ -33,6 +34,7 @@ def quick_run(tmp_path_factory):
     return out, proc.stdout
 
 
+@pytest.mark.servers
 def test_the_json_has_every_row_with_its_samples_and_floors(quick_run):
     out, _ = quick_run
     report = json.loads((out / "results.json").read_text())
@@ -52,11 +54,13 @@ def test_the_json_has_every_row_with_its_samples_and_floors(quick_run):
         assert report["environment"]["redis_benchmark"].startswith("redis-benchmark")
 
 
+@pytest.mark.servers
 def test_the_figure_is_a_png(quick_run):
     out, _ = quick_run
     assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.servers
 def test_the_table_prints_every_row_with_its_ratio_and_the_verdicts(quick_run):
     _, stdout = quick_run
     lines = stdout.splitlines()
@@ -69,6 +73,7 @@ def test_the_table_prints_every_row_with_its_ratio_and_the_verdicts(quick_run):
     assert "QUICK MODE" in stdout and "results.json" in stdout
 
 
+@pytest.mark.servers
 def test_pinning_puts_the_client_and_private_servers_on_one_cpu(tmp_path):
     cpu = min(os.sched_getaffinity(0))
     proc = subprocess.run([sys.executable, "-m", "cachelab", "bench", "--quick", "--no-progress", "--private",
@@ -103,7 +108,7 @@ def test_resp_commands_are_encoded_as_redis_reads_them():
 def synthetic_report(**spreads) -> bench.Report:
     """A report built from made-up timings: the verdicts are arithmetic on them, no machine involved."""
     def t(name, median, spread=0.0):
-        return bench.Timing(name, (median * (1 - spread / 2), median, median * (1 + spread / 2)))
+        return Timing(name, (median * (1 - spread / 2), median, median * (1 + spread / 2)))
 
     rows = [
         bench.Row("in-process", t(bench.DICT, 20.0)),

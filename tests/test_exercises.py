@@ -13,10 +13,40 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from cachelab import exercises_build as eb
-from cachelab import runner
+from cachelab.kit import exercises_build as eb
+from cachelab.kit import notebooks
 
-NOTEBOOKS = runner.list_notebooks()
+NOTEBOOKS = notebooks.list_notebooks()
+
+
+def solution_lines(nb) -> set[str]:
+    """Lines of code that appear in the notebook's solution cells and nowhere else in it."""
+    def lines(cells):
+        return {ln.strip() for c in cells if c.cell_type == "code" for ln in c.source.splitlines()}
+
+    solution = lines([c for c in nb.cells if eb.is_solution(c)])
+    elsewhere = lines([c for c in nb.cells if not eb.is_solution(c)])
+    trivial = {"", "pass", "return", "else:", "try:", "finally:", "...", ")", "]", "}", '"""', "'''"}
+    return {ln for ln in solution - elsewhere - trivial if not ln.startswith(("#", "import ", "from "))}
+
+
+def interface_lines(nb) -> set[str]:
+    """The lines of the stubs in placeholder cells, except their ``raise``: signatures and docstrings."""
+    out = set()
+    for cell in nb.cells:
+        if eb.PLACEHOLDER_TAG not in eb.cell_tags(cell) or cell.cell_type != "code":
+            continue
+        for node in ast.parse(cell.source).body:
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                segment = ast.get_source_segment(cell.source, node) or ""
+                out |= {ln.strip() for ln in segment.splitlines() if "NotImplementedError" not in ln}
+    return out
+
+
+def leaked_solution_lines(source_nb, copy_nb) -> list[str]:
+    """The solution lines of ``source_nb`` found in ``copy_nb``'s code (a stub's interface does not count)."""
+    copy_lines = {ln.strip() for c in copy_nb.cells if c.cell_type == "code" for ln in c.source.splitlines()}
+    return sorted(solution_lines(source_nb) & copy_lines - interface_lines(copy_nb))
 WITH_EXERCISES = [p for p in NOTEBOOKS if eb.exercise_groups(nbformat.read(p, as_version=4))]
 
 
@@ -122,7 +152,7 @@ def test_participant_copy_clears_outputs_and_replaces_solutions():
     assert [c.source for c in copy_nb.cells if eb.is_check(c)] == [c.source for c in nb.cells if eb.is_check(c)]
     assert copy_nb.cells[1].id == eb.NOTE_CELL_ID and "99_tiny.ipynb" in copy_nb.cells[1].source
     assert copy_nb.metadata["language_info"] == {"name": "python"}
-    assert eb.leaked_solution_lines(nb, copy_nb) == []
+    assert leaked_solution_lines(nb, copy_nb) == []
     nbformat.validate(copy_nb)
 
 
@@ -130,7 +160,7 @@ def test_leaked_solution_lines_are_found():
     nb = tiny_notebook()
     copy_nb = eb.participant_copy(nb)
     copy_nb.cells[-1].source = "answer = square(7)"  # a solution line that slipped into another cell
-    assert eb.leaked_solution_lines(nb, copy_nb) == ["answer = square(7)"]
+    assert leaked_solution_lines(nb, copy_nb) == ["answer = square(7)"]
 
 
 def test_build_writes_copies_detects_and_fixes_staleness(tmp_path):
@@ -206,7 +236,7 @@ def test_participant_copy_holds_no_solution_code(path):
     copy_nb = nbformat.read(target, as_version=4)
     assert not any(eb.is_solution(c) for c in copy_nb.cells), f"{target.name} still has a solution cell"
     assert not any(c.get("outputs") for c in copy_nb.cells if c.cell_type == "code"), f"{target.name} has outputs"
-    leaked = eb.leaked_solution_lines(source_nb, copy_nb)
+    leaked = leaked_solution_lines(source_nb, copy_nb)
     assert not leaked, f"{target.name} contains solution code: {leaked[:3]}"
     for cell in copy_nb.cells:
         if eb.PLACEHOLDER_TAG in eb.cell_tags(cell) and cell.cell_type == "code":

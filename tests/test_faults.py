@@ -20,9 +20,11 @@ from cachelab import servers as srv
 from cachelab import sharding
 from cachelab.cache_aside import CacheAside, MemcachedStore, RedisStore
 from cachelab.data import FlightService, Route
-from cachelab.faults import paused
 from cachelab.near_cache import NearCache
+from cachelab.servers.faults import paused
 from cachelab.workload import standard_stream
+
+pytestmark = pytest.mark.servers  # every test here runs against real servers
 
 PREFIX = "cachelab:test_faults:"
 START_LAB = "import cachelab; cachelab.start('99_test_faults', servers=True)"
@@ -138,7 +140,8 @@ def test_redis_restarted_mid_use_reconnects_and_recomputes_from_the_backend(redi
         assert cache.get(route) == truth[route]
     assert backend.calls == len(set(first))
 
-    redis_server.restart()  # same port and password, empty, as a restarted cache is
+    redis_server.stop()  # then again on the same port with the same password, empty, as a restarted cache is
+    redis_server.start()
 
     before = backend.calls
     for route in second:  # the pooled connection is dead: the client reconnects on its own
@@ -177,7 +180,8 @@ def test_near_caches_keep_invalidating_each_other_after_a_redis_restart(redis_se
         writer.set("k", {"v": 1})
         assert reader.get("k") == {"v": 1} and reader.cached_locally("k")
 
-        redis_server.restart()
+        redis_server.stop()
+        redis_server.start()
 
         deadline = time.monotonic() + 10
         while reader.get("k") != {"v": 2} and time.monotonic() < deadline:
@@ -203,7 +207,8 @@ def test_a_near_cache_drops_its_local_copies_when_its_listener_reconnects(redis_
     try:
         reader.set("k", {"v": 1})
         assert reader.get("k") == {"v": 1} and reader.cached_locally("k")
-        redis_server.restart()
+        redis_server.stop()
+        redis_server.start()
         deadline = time.monotonic() + 10
         while reader.cached_locally("k") and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -245,8 +250,8 @@ def test_a_memcached_node_stopped_mid_stream_costs_misses_not_errors(three_nodes
 
 @pytest.fixture
 def short_timeouts(monkeypatch):
-    monkeypatch.setattr(srv, "SOCKET_TIMEOUT", 0.3)
-    monkeypatch.setattr(srv, "CONNECT_TIMEOUT", 0.3)
+    monkeypatch.setattr(srv.config, "SOCKET_TIMEOUT", 0.3)
+    monkeypatch.setattr(srv.config, "CONNECT_TIMEOUT", 0.3)
 
 
 def test_a_frozen_redis_makes_the_timeout_fire_then_the_client_carries_on(redis_server, short_timeouts):

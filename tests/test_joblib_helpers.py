@@ -85,5 +85,5 @@ def test_functions_another_process_cannot_import_are_refused(tmp_path):
 
 
 def test_a_failing_call_reports_the_childs_error(tmp_path):
-    with pytest.raises(RuntimeError, match="bootstrap_ci needs a non-empty"):
+    with pytest.raises(ValueError, match="bootstrap_ci needs a non-empty"):
         diskmemo.call_in_fresh_process(tmp_path, bootstrap_ci, (np.array([]),))

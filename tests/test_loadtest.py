@@ -4,7 +4,10 @@ import pytest
 
 from cachelab import loadtest
 from cachelab.data import FlightService
-from cachelab.servers import Servers, prefix_for
+from cachelab.keys import prefix_for
+from cachelab.servers import Servers
+
+pytestmark = pytest.mark.servers  # every test here runs against real servers
 
 
 @pytest.fixture(scope="module")
@@ -80,8 +83,6 @@ def test_measure_times_every_run_and_keeps_its_counts(routes):
     assert result.timing.n == 2 and len(result.runs) == 2
     assert result.timing.meta == {"mode": "lru_cache", "workers": 1, "requests": 3}
     assert result.backend_queries == 2
-    low, high = result.rps_p10_p90
-    assert low <= result.requests_per_second <= high
 
 
 def test_bad_requests_fail_fast():

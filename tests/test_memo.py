@@ -7,6 +7,8 @@ import pytest
 
 from cachelab import memo, workload
 from cachelab.data import FlightService
+from cachelab.threads import call_together
+from cachelab.workers import in_fresh_process
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +119,7 @@ def test_threads_that_miss_together_all_compute():
     inside = threading.Barrier(threads)  # passes only if every thread is computing at the same time
     body = memo.CallCounter(lambda key: inside.wait(10) is not None and key)
     cached = functools.lru_cache(maxsize=None)(body)
-    assert memo.call_together(cached, "k", threads=threads) == ["k"] * threads
+    assert call_together(cached, "k", threads=threads) == ["k"] * threads
     assert body.calls == threads
 
 
@@ -128,16 +130,16 @@ def test_single_flight_computes_once_per_key():
 
     body = memo.CallCounter(slow)
     once = memo.SingleFlight(functools.lru_cache(maxsize=None)(body))
-    assert memo.call_together(once, "k", threads=6) == ["K"] * 6
+    assert call_together(once, "k", threads=6) == ["K"] * 6
     assert body.calls == 1
     assert once("j") == "J" and body.calls == 2
 
 
 def test_call_together_reports_errors():
     with pytest.raises(ZeroDivisionError):
-        memo.call_together(lambda: 1 / 0, threads=2)
+        call_together(lambda: 1 / 0, threads=2)
     with pytest.raises(ValueError):
-        memo.call_together(print, threads=0)
+        call_together(print, threads=0)
 
 
 def test_each_process_has_its_own_cache(service, tmp_path):
@@ -146,7 +148,7 @@ def test_each_process_has_its_own_cache(service, tmp_path):
     here = memo.answer_in_process(routes)
     assert (here["backend_calls"], here["misses"], here["hits"]) == (2, 2, 0)
     assert memo.answer_in_process(routes)["backend_calls"] == 0
-    fresh = memo.in_fresh_process(memo.answer_in_process, routes)
+    fresh = in_fresh_process(memo.answer_in_process, routes)
     assert fresh["pid"] != os.getpid()
     assert (fresh["backend_calls"], fresh["misses"]) == (2, 2)  # it could not see this process's cache
 
@@ -155,6 +157,6 @@ def test_a_shelf_is_shared_between_processes(service, tmp_path):
     routes = [(r.origin, r.dest, r.month) for r in service.routes()[:2]]
     shelf = str(tmp_path / "answers")
     first = memo.answer_in_process(routes, shelf)
-    second = memo.in_fresh_process(memo.answer_in_process, routes, shelf)
+    second = in_fresh_process(memo.answer_in_process, routes, shelf)
     assert first["backend_calls"] == 2
     assert (second["backend_calls"], second["hits"]) == (0, 2)

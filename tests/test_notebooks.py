@@ -17,10 +17,10 @@ import nbformat
 import pytest
 from pymemcache.client.base import Client
 
-from cachelab import runner
+from cachelab.kit import notebooks, runner
 from cachelab.servers import start_memcached, start_redis
 
-NOTEBOOKS = runner.list_notebooks()
+NOTEBOOKS = notebooks.list_notebooks()
 FOREIGN_REDIS = {"user:precious": "do not touch", "session:42": "still logged in", "cachelab": "no colon"}
 FOREIGN_MEMCACHED = {"user:precious": b"do not touch", "cachelab-ish": b"prefix lookalike"}
 

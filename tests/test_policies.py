@@ -144,7 +144,7 @@ def test_call_together_releases_all_threads_at_once():
         inside.wait(timeout=10)  # passes only if all four threads are inside at the same time
         return x * 2
 
-    assert threads.call_together(work, 4, 21) == [42] * 4
+    assert threads.call_together(work, 21, threads=4) == [42] * 4
 
 
 def test_call_together_reraises_and_never_hangs():
@@ -152,10 +152,10 @@ def test_call_together_reraises_and_never_hangs():
         raise KeyError("x")
 
     with pytest.raises(KeyError):
-        threads.call_together(boom, 3)
+        threads.call_together(boom, threads=3)
     gate = threading.Event()
     with pytest.raises(threads.ThreadsTimeout):
-        threads.call_together(gate.wait, 2, timeout=0.2)
+        threads.call_together(gate.wait, threads=2, timeout=0.2)
     gate.set()
 
 
@@ -166,7 +166,7 @@ def test_cachetools_condition_prevents_a_stampede_and_a_lock_alone_does_not():
     def run(**sync):
         with FlightService() as service:
             slow = cachetools.cached(cachetools.LRUCache(10), **sync)(service.route_delay)
-            answers = threads.call_together(slow, 8, "JFK", "LAX", 7)
+            answers = threads.call_together(slow, "JFK", "LAX", 7, threads=8)
             assert all(a == answers[0] for a in answers)
             return service.calls
 

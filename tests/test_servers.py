@@ -12,6 +12,8 @@ from pymemcache.client.base import Client
 
 from cachelab import servers as srv
 
+pytestmark = pytest.mark.servers  # every test here runs against real servers
+
 
 def _clean_env(monkeypatch, tmp_path):
     monkeypatch.delenv("REDIS_URL", raising=False)
@@ -43,7 +45,7 @@ def test_redis_without_the_password_is_refused(redis_server):
 
 def test_connect_starts_private_servers_and_reuses_them(monkeypatch, tmp_path):
     _clean_env(monkeypatch, tmp_path)
-    monkeypatch.setattr(srv, "COMPOSE_REDIS_PORT", srv.free_port())  # nothing of compose's answers
+    monkeypatch.setattr(srv.config, "COMPOSE_REDIS_PORT", srv.free_port())  # nothing of compose's answers
     first = srv.connect(fresh=True)
     try:
         assert first.redis.source == "private" and first.redis.owned
@@ -81,7 +83,7 @@ def test_env_pointing_at_nothing_fails_fast_with_the_fix(monkeypatch, tmp_path):
 def test_no_servers_anywhere_gives_the_three_ways_within_seconds(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "MEMCACHED_SERVERS"}}
     env.update(PATH=str(tmp_path), CACHELAB_CACHE_DIR=str(tmp_path / "state"))
-    code = ("from cachelab import servers as s; s.COMPOSE_REDIS_PORT = s.free_port(); "
+    code = ("from cachelab import servers as s; s.config.COMPOSE_REDIS_PORT = s.free_port(); "
             "s.COMPOSE_MEMCACHED_PORTS = (s.free_port(),); s.connect()")
     t0 = time.monotonic()
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=30)
@@ -99,7 +101,7 @@ def test_a_server_that_never_answers_times_out(monkeypatch):
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)
     port = listener.getsockname()[1]
-    monkeypatch.setattr(srv, "SOCKET_TIMEOUT", 0.5)
+    monkeypatch.setattr(srv.config, "SOCKET_TIMEOUT", 0.5)
     try:
         client = srv.redis_client_for(f"redis://127.0.0.1:{port}/0", retries=0)
         t0 = time.monotonic()
@@ -156,7 +158,7 @@ def test_flush_exists_only_for_servers_we_started(memcached_server):
 
 def test_servers_up_and_down_manage_only_their_own(monkeypatch, tmp_path):
     _clean_env(monkeypatch, tmp_path)
-    monkeypatch.setattr(srv, "COMPOSE_REDIS_PORT", srv.free_port())
+    monkeypatch.setattr(srv.config, "COMPOSE_REDIS_PORT", srv.free_port())
     message = srv.servers_up()
     try:
         assert "Started redis-server" in message

@@ -3,8 +3,8 @@
 import pytest
 
 from cachelab import sharding
-from cachelab.faults import paused
 from cachelab.servers import JsonSerde, start_memcached
+from cachelab.servers.faults import paused
 
 KEYS = [f"route-{i}" for i in range(3000)]
 NODES = [("127.0.0.1", 21211), ("127.0.0.1", 21212), ("127.0.0.1", 21213)]
@@ -48,6 +48,7 @@ def test_bad_arguments_are_refused():
         sharding.moved_fraction([], NODES, NODES)
 
 
+@pytest.mark.servers
 def test_node_for_predicts_where_hashclient_stores_keys():
     from pymemcache.client.base import Client
     from pymemcache.client.hash import HashClient
@@ -69,6 +70,7 @@ def test_node_for_predicts_where_hashclient_stores_keys():
             n.stop()
 
 
+@pytest.mark.servers
 def test_paused_node_keeps_its_data_and_times_out_meanwhile():
     from pymemcache.client.base import Client
 
@@ -84,8 +86,8 @@ def test_paused_node_keeps_its_data_and_times_out_meanwhile():
 
 
 def test_faults_refuse_servers_this_process_did_not_start():
-    from cachelab.faults import pause
     from cachelab.servers import ManagedServer
+    from cachelab.servers.faults import pause
 
     with pytest.raises(ValueError):
         pause(ManagedServer("memcached", 21211, pid=1))

@@ -23,7 +23,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from cachelab import runner, site
+from cachelab.kit import notebooks, site
 
 BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_browser = pytest.mark.skipif(BROWSER is None, reason="Debian's chromium is not installed "
@@ -155,7 +155,7 @@ def small_series(tmp_path):
     outcomes = [SimpleNamespace(ok=True, seconds=1.25, title="Measure the cost of an answer"),
                 SimpleNamespace(ok=False, seconds=3.5, title="Compare every step")]
     banner = "Python 3.11.7 (CPython) on Linux\nCPU: Test CPU x 2\nRun at 2026-01-01T00:00:00+00:00"
-    index = runner.write_site(paths_, outcomes, tmp_path / "site", figures, banner)
+    index = site.write_site(paths_, outcomes, tmp_path / "site", figures, banner)
     return index, banner
 
 
@@ -194,6 +194,7 @@ def test_the_ladder_comes_from_the_notebook_outputs_when_no_figure_file_exists(t
     assert "Reference run of the committed notebooks" in out.read_text()
 
 
+@pytest.mark.browser
 @needs_browser
 def test_the_small_site_renders_in_chromium_with_every_image(small_series, tmp_path):
     index, _ = small_series
@@ -205,7 +206,7 @@ def test_the_small_site_renders_in_chromium_with_every_image(small_series, tmp_p
     assert sorted(p.name for p in (tmp_path / "screenshots").iterdir()) == ["01_first.png", "index.png"]
 
 
-NOTEBOOKS = runner.list_notebooks()
+NOTEBOOKS = notebooks.list_notebooks()
 
 
 @pytest.fixture(scope="module")
@@ -227,6 +228,7 @@ def test_the_series_site_has_a_page_per_notebook_and_no_missing_reference(series
         assert missing_references(page) == [], page.name
 
 
+@pytest.mark.browser
 @needs_browser
 def test_the_series_index_and_first_notebook_render_in_chromium(series_site):
     site_dir = series_site / "site"

@@ -12,11 +12,12 @@ import functools
 import nbformat
 import pytest
 
-from cachelab import paths, runner
+from cachelab import paths
+from cachelab.kit import notebooks
 
 SLIDE_TYPES = {"slide", "subslide", "fragment", "-", "skip", "notes"}
 TALK = ("01", "02", "06", "07")  # the 30-minute talk: instructors/README.md
-NOTEBOOKS = runner.list_notebooks()
+NOTEBOOKS = notebooks.list_notebooks()
 GUIDE = paths.project_root() / "instructors" / "README.md"
 
 

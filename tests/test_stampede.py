@@ -116,14 +116,34 @@ def test_lock_waiter_times_out_when_the_holder_never_finishes(redis_client):
     assert redis_client.get(strategy.lock_key("k")) == "someone-else"  # not ours: never released by us
 
 
+def storm_once(strategy: str, redis_url: str, prefix: str, key: str, db_path: str, start_at: float) -> dict:
+    """In a worker process: ask for ``key`` once through a stampede strategy, at the instant ``start_at``."""
+    from cachelab.servers import redis_client_for
+    from cachelab.stampede import LockedRecompute, Unprotected, XFetch
+
+    classes = {"unprotected": Unprotected, "lock": LockedRecompute, "xfetch": XFetch}
+    client = redis_client_for(redis_url)
+    service = FlightService(db_path)
+    try:
+        cache = classes[strategy](client, prefix, lambda k: service.ask(Route(*k.split("-")[:2], int(k.split("-")[2]))),
+                                  ttl=60.0)
+        while time.time() < start_at:  # line the processes up on one instant
+            time.sleep(min(0.001, max(0.0, start_at - time.time())))
+        cache.get(key)
+        return {"calls": service.calls}
+    finally:
+        service.close()
+        client.close()
+
+
 def _process_storm(redis_server, strategy, processes=4):
     from cachelab.data import database_path
-    from cachelab.workers import storm_once, worker_pool
+    from cachelab.workers import worker_pool
 
     with worker_pool(processes) as pool:
         start_at = time.time() + 0.5
         futures = [pool.submit(storm_once, strategy, redis_server.url, PREFIX + strategy + ":", HOT.key(),
-                               str(database_path()), start_at=start_at) for _ in range(processes)]
+                               str(database_path()), start_at) for _ in range(processes)]
         return sum(f.result()["calls"] for f in futures)
 
 

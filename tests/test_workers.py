@@ -6,6 +6,8 @@ from cachelab.data import FlightService, Route, database_path
 from cachelab.servers import start_memcached
 from cachelab.workers import run_workers, worker_pool
 
+pytestmark = pytest.mark.servers  # every test here runs against real servers
+
 
 @pytest.fixture(scope="module")
 def stream():

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import ast
 import copy
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import paths
+from .. import paths
+from .notebooks import list_notebooks, notebook_client
 
 SOLUTION_TAG = "solution"
 CHECK_TAG = "check"
@@ -212,10 +212,7 @@ def render_copy(path: Path) -> str:
 
 
 def _sources(notebooks_dir: Path | None, only: Sequence[str] | None) -> list[Path]:
-    found = sorted((notebooks_dir or paths.notebooks_dir()).glob(NUMBERED))
-    if only:
-        found = [p for p in found if any(p.stem.startswith(o) for o in only)]
-    return found
+    return list_notebooks(only, folder=notebooks_dir)
 
 
 def stale_copies(notebooks_dir: Path | None = None, out_dir: Path | None = None) -> list[str]:
@@ -271,7 +268,6 @@ class CheckResult:
     solution_error: str = ""  # empty when the check passed on the solution, as it must
     placeholder_error: str = ""  # the error the check raised on the placeholder; empty is a bug
     placeholder_broken: str = ""  # the placeholder cell itself failed to run (it must run clean)
-    pruned: bool = False  # run with only the cells the exercises need (see needed_cells)
 
     @property
     def ok(self) -> bool:
@@ -319,11 +315,6 @@ def exercise_groups(nb) -> list[tuple[list[int], int]]:
     return groups
 
 
-# Statements kept in a pruned run whatever their names: they feed the results that notebook 07 reads.
-KEEP_PATTERN = re.compile(r"lab\.save\(|ladder\s*=|[\"']hit_ratio:")
-NOT_STATE = {"lab", "print", "display", "plt"}  # calls on these change nothing an exercise reads
-
-
 def _python_source(source: str) -> str:
     """Cell source as plain Python (IPython magics turned into calls), for static analysis."""
     try:
@@ -334,98 +325,13 @@ def _python_source(source: str) -> str:
         return source
 
 
-def _base_name(expr) -> str | None:
-    while isinstance(expr, ast.Attribute | ast.Subscript | ast.Call):
-        expr = expr.func if isinstance(expr, ast.Call) else expr.value
-    return expr.id if isinstance(expr, ast.Name) else None
-
-
-def _binds_and_uses(node: ast.stmt, variables: set[str]) -> tuple[set[str], set[str]]:
-    """What a statement binds or may change, and what it reads from earlier statements.
-
-    ``d[k] = v``, ``d.update(...)`` and a bare call ``memo(route)`` may change ``d`` or ``memo`` when they
-    are ``variables`` (names the notebook assigns, not modules or imported functions).
-    """
-    source = ast.unparse(node)
-    binds = set(bound_names(source))
-    loads, augmented = set(), set()
-    for sub in ast.walk(node):
-        if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load):
-            loads.add(sub.id)
-        elif isinstance(sub, ast.AugAssign) and isinstance(sub.target, ast.Name):
-            augmented.add(sub.target.id)
-        elif isinstance(sub, ast.Attribute | ast.Subscript) and isinstance(sub.ctx, ast.Store | ast.Del):
-            binds.add(_base_name(sub.value) or "")
-        elif isinstance(sub, ast.Expr) and isinstance(sub.value, ast.Call):
-            base = _base_name(sub.value.func)
-            if base in variables and base not in NOT_STATE:
-                binds.add(base)
-    params = {a.arg for a in ast.walk(node) if isinstance(a, ast.arg)}
-    return binds - {""}, (loads - set(bound_names(source)) - params) | augmented
-
-
-def pruned_plan(nb) -> list[tuple[int, str]]:
-    """What an exercise run executes: ``(cell index, source)`` in order, a backward slice from the exercises.
-
-    Solution and check cells and the first code cell (imports, ``cachelab.start``) run whole; of the other
-    cells, only the top-level statements that bind or change a name that something already kept reads,
-    and those that record ladder entries, hit ratios or save results (notebook 07 reads them). Plots,
-    prints and measurements nobody reads are left out. A cell that cannot be analysed runs whole.
-    """
-    groups = exercise_groups(nb)
-    if not groups:
-        return []
-    last = groups[-1][1]
-    code = [i for i, c in enumerate(nb.cells[: last + 1]) if c.cell_type == "code"]
-    whole = {i for solutions, check in groups for i in [*solutions, check]} | set(code[:1])
-    parsed: dict[int, tuple[list[str], list[ast.stmt]]] = {}
-    variables: set[str] = set()
-    for index in code:
-        source = _python_source(nb.cells[index].source)
-        try:
-            tree = ast.parse(source)
-        except SyntaxError:
-            whole.add(index)
-            continue
-        parsed[index] = (source.splitlines(), tree.body)
-        imported = {(a.asname or a.name).split(".")[0] for n in ast.walk(tree)
-                    if isinstance(n, ast.Import | ast.ImportFrom) for a in n.names}
-        variables |= set(bound_names(source)) - imported
-    needed: set[str] = set()
-    kept: dict[int, list[ast.stmt]] = {}
-    for index in reversed(code):
-        if index not in parsed:
-            continue
-        lines, body = parsed[index]
-        for node in reversed(body):
-            binds, uses = _binds_and_uses(node, variables)
-            segment = "\n".join(lines[node.lineno - 1: node.end_lineno])
-            if index in whole or binds & needed or KEEP_PATTERN.search(segment):
-                kept.setdefault(index, []).append(node)
-                needed |= uses
-    plan = []
-    for index in code:
-        if index in whole:
-            plan.append((index, nb.cells[index].source))
-        elif index in kept:
-            lines = parsed[index][0]
-            rows: set[int] = set()
-            for node in kept[index]:
-                first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
-                rows |= set(range(first, node.end_lineno + 1))
-            plan.append((index, "\n".join(lines[r - 1] for r in sorted(rows))))
-    return plan
-
-
 def verify_exercises(path: Path, *, quick: bool = True, results_dir: Path | None = None,
-                     figures_dir: Path | None = None, timeout: int | None = None,
-                     prune: bool = True) -> list[CheckResult]:
+                     figures_dir: Path | None = None, timeout: int | None = None) -> list[CheckResult]:
     """Check that each check cell of ``path`` passes on the solution and fails on the placeholder.
 
-    The notebook runs in a fresh kernel, only up to its last check cell. With ``prune`` it first runs only
-    what the exercises need (:func:`pruned_plan`), and runs the whole notebook again if that fails.
-    At each check cell: the check runs on the solution; then the solution's names are forgotten, the
-    placeholder runs and the check again; then the solution runs again for the cells that follow.
+    The whole notebook runs in a fresh kernel, in order, up to its last check cell. At each check cell:
+    the check runs on the solution; then the solution's names are forgotten, the placeholder runs and the
+    check again; then the solution runs again for the cells that follow.
     Raises :class:`NotebookBroken` when a cell that is not part of an exercise fails.
     """
     import nbformat
@@ -435,35 +341,15 @@ def verify_exercises(path: Path, *, quick: bool = True, results_dir: Path | None
     groups = exercise_groups(nb)
     if not groups:
         return []
-    if prune:
-        try:
-            results = _run_exercises(path, nb, pruned_plan(nb), quick, results_dir, figures_dir, timeout)
-        except NotebookBroken:
-            results = []
-        if results and all(not r.solution_error for r in results):
-            for result in results:
-                result.pruned = True
-            return results
     everything = [(i, c.source) for i, c in enumerate(nb.cells[: groups[-1][1] + 1]) if c.cell_type == "code"]
     return _run_exercises(path, nb, everything, quick, results_dir, figures_dir, timeout)
 
 
 def _run_exercises(path, nb, plan, quick, results_dir, figures_dir, timeout) -> list[CheckResult]:
     import nbformat
-    from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
-    from .runner import CELL_TIMEOUT, _environ
-
     check_of = {check: solutions for solutions, check in exercise_groups(nb)}
-    env = {"CACHELAB_QUICK": "1" if quick else "0", "PYTHONHASHSEED": "0",
-           "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
-    if results_dir:
-        env["CACHELAB_RESULTS_DIR"] = str(results_dir)
-    if figures_dir:
-        env["CACHELAB_FIGURES_DIR"] = str(figures_dir)
-    client = NotebookClient(copy.deepcopy(nb), timeout=timeout or CELL_TIMEOUT["quick" if quick else "full"],
-                            kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
     results = []
 
     def run(source: str, index: int) -> str:
@@ -475,7 +361,8 @@ def _run_exercises(path, nb, plan, quick, results_dir, figures_dir, timeout) -> 
             return _error_line(exc)
         return ""
 
-    with _environ(env), client.setup_kernel():
+    with notebook_client(copy.deepcopy(nb), path, quick=quick, results_dir=results_dir, figures_dir=figures_dir,
+                         timeout=timeout) as client, client.setup_kernel():
         for index, source in plan:
             cell = nb.cells[index]
             if index not in check_of:
@@ -523,42 +410,6 @@ def verify_series(only: Sequence[str] | None = None, *, quick: bool = True, resu
     return out
 
 
-def solution_lines(nb) -> set[str]:
-    """Lines of code that appear in the notebook's solution cells and nowhere else in it.
-
-    A participant copy must contain none of them: :func:`leaked_solution_lines` checks.
-    """
-    def lines(cells):
-        return {ln.strip() for c in cells if c.cell_type == "code" for ln in c.source.splitlines()}
-
-    solution = lines([c for c in nb.cells if is_solution(c)])
-    elsewhere = lines([c for c in nb.cells if not is_solution(c)])
-    trivial = {"", "pass", "return", "else:", "try:", "finally:", "...", ")", "]", "}", '"""', "'''"}
-    return {ln for ln in solution - elsewhere - trivial if not ln.startswith(("#", "import ", "from "))}
-
-
-def leaked_solution_lines(source_nb, copy_nb) -> list[str]:
-    """The solution lines of ``source_nb`` found in ``copy_nb``'s code.
-
-    A placeholder keeps a function's interface (its ``def`` line and docstring): those lines do not count.
-    """
-    copy_lines = {ln.strip() for c in copy_nb.cells if c.cell_type == "code" for ln in c.source.splitlines()}
-    return sorted(solution_lines(source_nb) & copy_lines - _interface_lines(copy_nb))
-
-
-def _interface_lines(nb) -> set[str]:
-    """The lines of the stubs in placeholder cells, except their ``raise``: signatures and docstrings."""
-    out = set()
-    for cell in nb.cells:
-        if PLACEHOLDER_TAG not in cell_tags(cell) or cell.cell_type != "code":
-            continue
-        for node in ast.parse(cell.source).body:
-            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-                segment = ast.get_source_segment(cell.source, node) or ""
-                out |= {ln.strip() for ln in segment.splitlines() if "NotImplementedError" not in ln}
-    return out
-
-
 def main_summary(results: list[CheckResult]) -> int:
     """Print a closing line and return the exit code for ``python -m cachelab exercises --verify``."""
     bad = [r for r in results if not r.ok]
@@ -567,9 +418,8 @@ def main_summary(results: list[CheckResult]) -> int:
 
 
 __all__ = ["CheckResult", "NotebookBroken", "build_exercises", "bound_names", "defined_names", "exercise_groups",
-           "exercises_dir", "leaked_solution_lines", "participant_copy", "placeholder_source", "render_copy",
-           "solution_lines", "stale_copies", "verify_exercises", "verify_series"]
-
+           "exercises_dir", "participant_copy", "placeholder_source", "render_copy", "stale_copies",
+           "verify_exercises", "verify_series"]
 
 
 def main(args) -> int:

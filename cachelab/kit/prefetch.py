@@ -22,7 +22,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import paths
+from .. import paths
 
 BUILD_REQUIREMENTS = ("setuptools>=68",)  # pyproject.toml's build backend, for `pip install -e .` offline
 

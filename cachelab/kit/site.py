@@ -24,48 +24,7 @@ from pathlib import Path
 SITE_TITLE = "cachelab: caching in Python, measured"
 LADDER_FILE = "ladder.png"
 
-_PAGE_TEMPLATE = r"""{%- extends 'lab/index.html.j2' -%}
-{%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
-{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
-{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
-{% block jupyter_widgets %}{% endblock jupyter_widgets %}
-{% block extra_css %}<style>{{ resources.cachelab.css }}</style>{% endblock extra_css %}
-{%- block body_header -%}{{ super() }}{{ resources.cachelab.top }}{%- endblock body_header -%}
-{% block body_footer %}{{ resources.cachelab.bottom }}{{ super() }}{% endblock body_footer %}
-"""
-
-_PAGE_CSS = """
-.cachelab-nav{position:sticky;top:0;z-index:10;background:#1f2937;color:#fff;padding:.5em 1em;
- font:14px system-ui,sans-serif;display:flex;gap:1.5em;align-items:center;flex-wrap:wrap}
-.cachelab-nav a{color:#93c5fd;text-decoration:none}.cachelab-nav a:hover{text-decoration:underline}
-.cachelab-nav .spacer{flex:1}.cachelab-nav .where{color:#d1d5db}
-.cachelab-pager{display:flex;justify-content:space-between;gap:1em;margin:3em 0 1em;
- font:16px system-ui,sans-serif}
-.cachelab-pager a{display:block;padding:.8em 1.2em;border:1px solid #d1d5db;border-radius:.4em;
- text-decoration:none;color:#1d4ed8;max-width:45%}
-.cachelab-pager a:hover{background:#eff6ff}.cachelab-pager small{display:block;color:#6b7280}
-.cachelab-pager .next{margin-left:auto;text-align:right}
-.cachelab-footer{font:13px system-ui,sans-serif;color:#4b5563;border-top:1px solid #e5e7eb;margin-top:1em;
- padding:1em 0 2em}.cachelab-footer pre{background:#f3f4f6;padding:.8em;overflow:auto;white-space:pre-wrap}
-"""
-
-_INDEX_CSS = """
-body{font:16px/1.55 system-ui,-apple-system,"Segoe UI",sans-serif;max-width:62em;margin:0 auto;padding:0 1.2em 3em;
- color:#111827}
-header{padding:2.2em 0 1em;border-bottom:1px solid #e5e7eb;margin-bottom:1.5em}
-header h1{margin:0 0 .3em;font-size:2em}header p{margin:.3em 0;color:#374151}
-ol.series{list-style:none;padding:0;counter-reset:none}
-ol.series li{border:1px solid #e5e7eb;border-radius:.5em;padding:1em 1.2em;margin:0 0 1em}
-ol.series h3{margin:0 0 .3em;font-size:1.15em}ol.series h3 a{color:#1d4ed8;text-decoration:none}
-ol.series h3 a:hover{text-decoration:underline}.num{color:#6b7280;font-variant-numeric:tabular-nums;margin-right:.4em}
-.meta{font-size:.9em;color:#4b5563;margin:.2em 0 .4em}.meta span{margin-right:1.2em}
-.ok{color:#15803d}.fail{color:#b91c1c;font-weight:bold}
-ol.series ul{margin:.3em 0 0;padding-left:1.3em}ol.series ul li{border:0;padding:0;margin:.15em 0}
-figure{margin:1em 0 2em}figure img{max-width:100%;border:1px solid #e5e7eb;border-radius:.4em}
-figcaption{font-size:.9em;color:#4b5563}
-pre{background:#f3f4f6;padding:1em;overflow:auto;border-radius:.4em;font-size:.85em;white-space:pre-wrap}
-code{background:#f3f4f6;padding:0 .25em;border-radius:.2em}
-"""
+TEMPLATES = Path(__file__).resolve().parent / "templates"  # page.html.j2, index.html.j2 and their CSS
 
 
 @dataclass
@@ -120,34 +79,6 @@ def _inline_markdown(text: str) -> str:
     return re.sub(r"^<p>(.*)</p>$", r"\1", rendered, flags=re.DOTALL)
 
 
-def _nav(pages: list[PageInfo], index: int) -> str:
-    prev_link = (f'<a href="{pages[index - 1].href}" rel="prev">&larr; {html.escape(pages[index - 1].label)}</a>'
-                 if index else "")
-    next_link = (f'<a href="{pages[index + 1].href}" rel="next">{html.escape(pages[index + 1].label)} &rarr;</a>'
-                 if index + 1 < len(pages) else "")
-    return (f'<nav class="cachelab-nav" aria-label="series"><a href="index.html">cachelab: all notebooks</a>'
-            f'<span class="where">{index + 1} of {len(pages)}</span><span class="spacer"></span>'
-            f'{prev_link}{next_link}</nav>')
-
-
-def _pager(pages: list[PageInfo], index: int, banner_text: str) -> str:
-    parts = ['<nav class="cachelab-pager" aria-label="previous and next">']
-    if index:
-        page = pages[index - 1]
-        parts.append(f'<a class="prev" href="{page.href}" rel="prev"><small>&larr; Previous</small>'
-                     f'{html.escape(page.label)}</a>')
-    if index + 1 < len(pages):
-        page = pages[index + 1]
-        parts.append(f'<a class="next" href="{page.href}" rel="next"><small>Next &rarr;</small>'
-                     f'{html.escape(page.label)}</a>')
-    else:
-        parts.append('<a class="next" href="index.html"><small>The end of the series</small>Back to the index</a>')
-    parts.append("</nav>")
-    footer = (f'<footer class="cachelab-footer"><details><summary>Where these numbers come from: the environment '
-              f'of this run</summary><pre>{html.escape(banner_text)}</pre></details></footer>')
-    return '<div class="jp-Cell" style="padding:0 1em">' + "".join(parts) + footer + "</div>"
-
-
 _NOTEBOOK = re.compile(r"(?:\.\./)?(?:notebooks/)?(\d\d_[\w-]+)\.ipynb")
 _RELATIVE_HREF = re.compile(r'href="([^"#?:]+)((?:[?#][^"]*)?)"')
 
@@ -177,9 +108,16 @@ def _exporter():
     import jinja2
     from nbconvert import HTMLExporter
 
-    loader = jinja2.DictLoader({"cachelab_page.html.j2": _PAGE_TEMPLATE})
-    return HTMLExporter(template_name="lab", extra_loaders=[loader], template_file="cachelab_page.html.j2",
-                        embed_images=True)
+    return HTMLExporter(template_name="lab", extra_loaders=[jinja2.FileSystemLoader(str(TEMPLATES))],
+                        template_file="page.html.j2", embed_images=True)
+
+
+def _index_template():
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True,
+                             undefined=jinja2.StrictUndefined)
+    return env.get_template("index.html.j2")
 
 
 def _ladder_from_outputs(nb) -> bytes | None:
@@ -199,7 +137,7 @@ def write_site(executed: Sequence[Path], outcomes: Sequence, site_dir: Path, fig
                banner_text: str) -> Path:
     """Write the site: a page per notebook in ``executed`` (its ``outcomes`` give status and run time), an index.
 
-    ``outcomes`` are :class:`cachelab.runner.Outcome` (anything with ``ok``, ``seconds``, ``title``).
+    ``outcomes`` are :class:`cachelab.kit.runner.Outcome` (anything with ``ok``, ``seconds``, ``title``).
     Returns the index page's path.
     """
     import nbformat
@@ -217,7 +155,7 @@ def write_site(executed: Sequence[Path], outcomes: Sequence, site_dir: Path, fig
     exporter = _exporter()
     for i, (path, nb) in enumerate(zip(executed, notebooks, strict=True)):
         resources = {"metadata": {"name": pages[i].label, "path": str(Path(path).parent)},
-                     "cachelab": {"css": _PAGE_CSS, "top": _nav(pages, i), "bottom": _pager(pages, i, banner_text)}}
+                     "cachelab": {"pages": pages, "index": i, "banner": banner_text}}
         body, _ = exporter.from_notebook_node(nb, resources=resources)
         body = _link_pages(body, {p.href for p in pages}, Path(path).parent, site_dir)
         (site_dir / pages[i].href).write_text(body, encoding="utf-8")
@@ -246,49 +184,7 @@ def _copy_ladder(figures_dir: Path | None, notebooks, site_dir: Path) -> str:
 
 
 def _index_html(pages: list[PageInfo], figure: str, banner_text: str) -> str:
-    items = []
-    for page in pages:
-        status = '<span class="ok">ran clean</span>' if page.ok else '<span class="fail">FAILED in this run</span>'
-        if page.status:
-            status = f'<span class="{"ok" if page.ok else "fail"}">{html.escape(page.status)}</span>'
-        meta = [f"<span>{html.escape(page.time)}</span>" if page.time else "", status]
-        if page.seconds is not None:
-            meta.append(f"<span>executed in {page.seconds:.1f} s</span>")
-        learn = "".join(f"<li>{b}</li>" for b in page.learn)
-        items.append(
-            f'<li><h3><span class="num">{html.escape(page.number)}</span><a href="{page.href}">'
-            f'{html.escape(page.title)}</a></h3><div class="meta">{" ".join(m for m in meta if m)}</div>'
-            + (f"<ul>{learn}</ul>" if learn else "") + "</li>")
-    ladder = ""
-    if figure:
-        ladder = (f'<h2 id="ladder">The ladder</h2><figure><img src="{figure}" alt="The cost of one answer at every '
-                  f'step of the series, hit and miss, on a log scale"><figcaption>The cost of one answer at every '
-                  f'step of the ladder, from the closing notebook of this run: median with the p10-p90 spread, on a '
-                  f'log scale.</figcaption></figure>')
-    first = f'<a href="{pages[0].href}">{html.escape(pages[0].label)}</a>' if pages else "the first notebook"
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{html.escape(SITE_TITLE)}</title><style>{_INDEX_CSS}</style></head><body>
-<header><h1>{html.escape(SITE_TITLE)}</h1>
-<p>An executable workshop. Each notebook takes one step up the ladder, from recomputing every answer to
-<code>functools.lru_cache</code>, <code>cachetools</code>, <code>joblib.Memory</code>, memcached and Redis, and measures
-what the step buys on real data, against real servers.</p>
-<p>Read the notebooks in order: each builds on the one before. Start with {first}.</p></header>
-<main>
-<h2 id="series">The series, in reading order</h2>
-<ol class="series">
-{chr(10).join(items)}
-</ol>
-{ladder}
-<h2 id="environment">Where these numbers come from</h2>
-<p>Every figure on these pages was measured in this run, on this machine. Yours will differ: compare ratios
-within one run, not absolute times across machines.</p>
-<pre>{html.escape(banner_text)}</pre>
-<h2 id="yourself">Run it yourself</h2>
-<pre>make check   # is this machine ready?
-make run     # execute every notebook and write this site into build/site/</pre>
-</main></body></html>
-"""
+    return _index_template().render(title=SITE_TITLE, pages=pages, figure=figure, banner=banner_text)
 
 
 @dataclass
@@ -331,8 +227,8 @@ def write_site_from_notebooks(notebooks: Sequence[Path], site_dir: Path, figures
 
 
 def main(args) -> int:
-    from . import paths
-    from .runner import list_notebooks
+    from .. import paths
+    from .notebooks import list_notebooks
 
     notebooks = list_notebooks(args.only)
     site = write_site_from_notebooks(notebooks, args.out or paths.project_root() / "build" / "site",

@@ -11,14 +11,14 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from . import paths
+from .. import paths
+from ..servers.probes import port_in_use
 
 MINIMUM_PYTHON = (3, 11)
 KERNEL_NAME = "python3"
@@ -126,7 +126,7 @@ def check_kernel(name: str = KERNEL_NAME, timeout: float = 60.0) -> Item:
 
 def check_data() -> Item:
     """The SQLite flight database, built from ``data/`` (it builds now if missing or stale: seconds, offline)."""
-    from .data import database_path
+    from ..data import database_path
 
     try:
         database = database_path()
@@ -136,13 +136,8 @@ def check_data() -> Item:
     return Item("flight database", True, f"{database} ({database.stat().st_size / 1e6:.0f} MB, up to date)")
 
 
-def check_servers() -> list[Item]:
-    """Redis and every memcached node, found (or started, as a notebook would) and answering, with versions."""
-    return _servers_and_ports()[0]
-
-
 def _servers_and_ports() -> tuple[list[Item], set[int]]:
-    from . import servers as srv
+    from .. import servers as srv
 
     try:
         found = srv.connect(fresh=True)
@@ -182,25 +177,12 @@ def _servers_and_ports() -> tuple[list[Item], set[int]]:
         found.stop()  # only the servers this check started itself
 
 
-def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
-    """Whether something listens on ``host:port``, or the port cannot be bound."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        if sock.connect_ex((host, port)) == 0:
-            return True
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return True
-    return False
-
-
 def check_ports(ports: dict[int, str] | None = None, ours: set[int] | frozenset[int] = frozenset()) -> list[Item]:
     """Each port free, or held by the servers cachelab uses (``ours``).
 
     ``ports`` maps a port to what needs it; the default is the compose file's ports.
     """
-    from .servers import COMPOSE_MEMCACHED_PORTS, COMPOSE_REDIS_PORT
+    from ..servers import COMPOSE_MEMCACHED_PORTS, COMPOSE_REDIS_PORT
 
     if ports is None:
         ports = {COMPOSE_REDIS_PORT: "docker compose Redis"}

@@ -1,0 +1,93 @@
+"""The numbered notebooks, and the one way this project runs them: listed, titled, and given a kernel.
+
+:func:`list_notebooks` finds the series in reading order; :func:`title_of` reads a notebook's title;
+:func:`kernel_environment` is what every kernel the project starts sees (quick or full mode, where
+results and figures go, a fixed hash seed); :func:`notebook_client` starts that kernel behind a
+``NotebookClient`` whose sockets are IPC files in a private folder, not TCP ports, so nothing else on
+the machine can talk to it. The runner, the site and the exercise checks all use these.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from .. import paths
+
+CELL_TIMEOUT = {"quick": 300, "full": 600}
+
+
+def list_notebooks(only: Sequence[str] | None = None, folder: Path | None = None) -> list[Path]:
+    """The numbered notebooks in reading order, optionally only those whose name starts with one of ``only``."""
+    found = sorted(Path(folder or paths.notebooks_dir()).glob("[0-9][0-9]_*.ipynb"))
+    if only:
+        found = [p for p in found if any(p.stem.startswith(o) for o in only)]
+        if not found:
+            raise ValueError(f"no notebook matches {' '.join(only)}: give numbers or names such as 00 01, "
+                             f"from `ls {paths.notebooks_dir()}`")
+    return found
+
+
+def title_of(nb) -> str:
+    """The notebook's first Markdown heading."""
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                if line.startswith("# "):
+                    return line[2:].strip()
+    return ""
+
+
+def kernel_environment(*, quick: bool, results_dir: Path | None = None,
+                       figures_dir: Path | None = None) -> dict[str, str]:
+    """The environment variables of a notebook's kernel."""
+    env = {"CACHELAB_QUICK": "1" if quick else "0", "PYTHONHASHSEED": "0",
+           "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+    if results_dir:
+        env["CACHELAB_RESULTS_DIR"] = str(results_dir)
+    if figures_dir:
+        env["CACHELAB_FIGURES_DIR"] = str(figures_dir)
+    return env
+
+
+@contextlib.contextmanager
+def environ(values: dict[str, str]) -> Iterator[None]:
+    """``os.environ`` with ``values`` set inside the block, restored after it."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@contextlib.contextmanager
+def notebook_client(nb, path: Path, *, quick: bool, results_dir: Path | None = None,
+                    figures_dir: Path | None = None, timeout: int | None = None) -> Iterator:
+    """A ``NotebookClient`` for ``nb`` (read from ``path``), its kernel environment set, its sockets private.
+
+    Inside the block, call ``client.execute()`` (the whole notebook) or ``client.setup_kernel()`` and
+    ``client.execute_cell(...)``. The kernel is shut down when the block ends, whatever happened in it.
+    """
+    from jupyter_client.manager import KernelManager
+    from nbclient import NotebookClient
+
+    env = kernel_environment(quick=quick, results_dir=results_dir, figures_dir=figures_dir)
+    with tempfile.TemporaryDirectory(prefix="cachelab-kernel-") as sockets, environ(env):
+        km = KernelManager(kernel_name="python3", transport="ipc", ip=str(Path(sockets) / "kernel"))
+        client = NotebookClient(
+            nb, km=km, timeout=timeout or CELL_TIMEOUT["quick" if quick else "full"], kernel_name="python3",
+            resources={"metadata": {"path": str(Path(path).parent)}}, record_timing=False,
+        )
+        try:
+            yield client
+        finally:
+            if km.has_kernel:  # nbclient leaves a kernel manager it was given running
+                km.shutdown_kernel(now=False)

@@ -1,0 +1,165 @@
+"""The system tools a run needs, and installing the missing ones: the first step of ``make setup``.
+
+The notebooks need real servers and real tools: ``redis-server`` and ``redis-cli`` (Redis, and the
+cluster of notebook 08), ``memcached``, and the load generator ``wrk`` (notebook 07). Notebooks 05, 06
+and 08 always start small private servers for the demos that stop, freeze or fill one, so the binaries
+are needed even when ``REDIS_URL``/``MEMCACHED_SERVERS`` or docker compose provide the main servers.
+
+:func:`ensure` installs what is missing with the system's package manager, **only where it can do so
+without asking for a password**: ``apt-get`` as root or through ``sudo -n``, ``dnf`` likewise, or
+``brew`` (never as root). It prints the exact command before it runs it. ``CACHELAB_NO_INSTALL=1`` turns
+installing off. Where nothing can be installed it says what is missing and the ways to get it, and fails
+(exit code 2) only when no servers can be had at all.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+
+from ..servers import config as server_config
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A command the run needs, the package that brings it on each system, and what needs it."""
+
+    command: str
+    apt: str
+    dnf: str
+    brew: str
+    needed_for: str
+    server: bool = False  # one of the servers: without it, and without servers found elsewhere, no run
+
+
+TOOLS = (
+    Tool("redis-server", "redis-server", "redis", "redis", "Redis (notebooks 05-09 and the tests)", server=True),
+    Tool("redis-cli", "redis-tools", "redis", "redis", "the Redis Cluster of notebook 08, and make bench"),
+    Tool("redis-benchmark", "redis-tools", "redis", "redis", "make bench (the redis-benchmark floor)"),
+    Tool("memcached", "memcached", "memcached", "memcached", "memcached (notebooks 05-09 and the tests)",
+         server=True),
+    Tool("wrk", "wrk", "wrk", "wrk", "the load generator of notebook 07"),
+)
+
+
+class SetupFailed(RuntimeError):
+    """The machine cannot be set up: the message says what is missing and how to get it."""
+
+
+def missing(tools=TOOLS) -> list[Tool]:
+    """The tools whose command is not on ``PATH``."""
+    return [tool for tool in tools if shutil.which(tool.command) is None]
+
+
+def _no_password_sudo() -> bool:
+    if shutil.which("sudo") is None:
+        return False
+    try:
+        return subprocess.run(["sudo", "-n", "true"], capture_output=True, timeout=5).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def install_commands(tools: list[Tool]) -> list[list[str]] | None:
+    """The commands that install ``tools`` without a password prompt on this machine, or ``None``."""
+    if not tools:
+        return []
+    root = hasattr(os, "geteuid") and os.geteuid() == 0
+    if sys.platform == "darwin":
+        if shutil.which("brew") and not root:
+            return [["brew", "install", *sorted({t.brew for t in tools})]]
+        return None
+    prefix = [] if root else ["sudo", "-n"] if _no_password_sudo() else None
+    if prefix is None:
+        return None
+    if shutil.which("apt-get"):
+        packages = sorted({t.apt for t in tools})
+        return [[*prefix, "apt-get", "update", "-qq"],
+                [*prefix, "env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-qq",
+                 "--no-install-recommends", *packages]]
+    if shutil.which("dnf"):
+        return [[*prefix, "dnf", "install", "-y", "-q", *sorted({t.dnf for t in tools})]]
+    return None
+
+
+def servers_elsewhere() -> str:
+    """Where the main servers come from when not from binaries here: the environment or compose, or ''."""
+    from ..servers import probes
+
+    if os.environ.get("REDIS_URL") and os.environ.get("MEMCACHED_SERVERS"):
+        return "REDIS_URL and MEMCACHED_SERVERS"
+    redis_up = probes.redis_ping("127.0.0.1", server_config.COMPOSE_REDIS_PORT, server_config.redis_password())
+    memcached_up = all(probes.memcached_version("127.0.0.1", p, timeout=0.5)
+                       for p in server_config.COMPOSE_MEMCACHED_PORTS)
+    return "docker compose" if redis_up and memcached_up else ""
+
+
+def how_to_get(tools: list[Tool]) -> str:
+    """A paragraph naming the missing tools and the ways to get them."""
+    lines = [f"  - {t.command}: {t.needed_for}" for t in tools]
+    apt = " ".join(sorted({t.apt for t in tools}))
+    brew = " ".join(sorted({t.brew for t in tools}))
+    return ("Missing on this machine:\n" + "\n".join(lines) +
+            f"\nInstall them with `sudo apt-get install {apt}` (Debian, Ubuntu), `brew install {brew}` (macOS) "
+            f"or your system's package manager, then run the command again.")
+
+
+def ensure(*, allow_install: bool | None = None, run=subprocess.run, say=print) -> list[Tool]:
+    """Install the missing tools where possible; return those still missing.
+
+    Raises :class:`SetupFailed` when a server binary is missing, cannot be installed, and no servers are
+    provided elsewhere (the environment, docker compose): the run could not start.
+    """
+    if allow_install is None:
+        allow_install = os.environ.get("CACHELAB_NO_INSTALL", "") in ("", "0")
+    absent = missing()
+    if not absent:
+        return []
+    commands = install_commands(absent) if allow_install else None
+    if commands:
+        say(f"cachelab setup: installing {', '.join(t.command for t in absent)}")
+        for command in commands:
+            say("  $ " + " ".join(command))
+            try:
+                done = run(command, timeout=900)
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                say(f"  that command failed: {exc}")
+                break
+            if done.returncode != 0:
+                say(f"  that command failed (exit {done.returncode})")
+                break
+        absent = missing()
+    if not absent:
+        return []
+    why = ("installing is turned off (CACHELAB_NO_INSTALL=1)" if not allow_install else
+           "this machine has no package manager cachelab can use without a password "
+           "(apt-get or dnf as root or with passwordless sudo, or brew)" if commands is None else
+           "the install did not bring them")
+    servers_missing = [t for t in absent if t.server]
+    elsewhere = servers_elsewhere() if servers_missing else ""
+    if servers_missing and not elsewhere:
+        raise SetupFailed(f"cachelab cannot set this machine up: {why}.\n{how_to_get(absent)}\n\n"
+                          f"{server_config.HOW_TO_GET_SERVERS}")
+    note = f" The main servers come from {elsewhere}." if elsewhere else ""
+    say(f"cachelab setup: {why}.{note}\n{how_to_get(absent)}\nThe notebooks that need them will say so.")
+    return absent
+
+
+def main(args=None) -> int:
+    """``python -m cachelab setup-system``: the system half of ``make setup``."""
+    try:
+        still = ensure()
+    except SetupFailed as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if not still:
+        print("System tools: " + ", ".join(t.command for t in TOOLS) + " found.")
+    return 0
+
+
+def add_parser(sub) -> None:
+    parser = sub.add_parser("setup-system", help="install the missing system tools (servers, wrk) where possible")
+    parser.set_defaults(func=main)

@@ -1,0 +1,87 @@
+"""Clients with the project's settings: connect and socket timeouts, bounded retries, key prefixes, JSON.
+
+Every Redis and memcached client the package makes comes from here, so that none of them can wait
+forever on a dead server or read a pickle someone else wrote.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from .. import arguments
+from ..keys import check_prefix
+from . import config
+
+
+def redis_client_for(url: str, *, decode_responses: bool = True, retries: int = 1, **kwargs):
+    """A ``redis.Redis`` for ``url`` with the project's connect/socket timeouts and a short bounded retry."""
+    arguments.integer("retries", retries, minimum=0)
+    import redis
+    from redis.backoff import ExponentialBackoff
+    from redis.retry import Retry
+
+    options = dict(
+        socket_connect_timeout=config.CONNECT_TIMEOUT,
+        socket_timeout=config.SOCKET_TIMEOUT,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries),
+        decode_responses=decode_responses,
+        health_check_interval=30,
+    )
+    options.update(kwargs)
+    return redis.Redis.from_url(url, **options)
+
+
+def memcached_client_for(nodes: Sequence[tuple[str, int]], prefix: str, *, serde=None, **kwargs):
+    """A pymemcache ``HashClient`` over ``nodes`` (rendezvous hashing), JSON by default.
+
+    Every key is written under ``prefix`` (pymemcache's ``key_prefix``), so cleanup can find them.
+    A node that dies or stops answering costs misses, not errors (``ignore_exc=True``): a read
+    returns ``None`` and a write is dropped, the node is retried once, then left out for
+    ``dead_timeout`` seconds while its keys go to the other nodes. A cache is an optimisation; its
+    outage must not become the application's. Pass ``ignore_exc=False`` to see the errors.
+    ``no_delay=True`` turns Nagle's algorithm off: without it, a ``get`` sent right after a
+    ``noreply`` ``set`` waits for the server's delayed ACK, tens of milliseconds on Linux.
+    """
+    from pymemcache.client.hash import HashClient
+
+    check_prefix(prefix)
+    nodes = [arguments.node("each node", tuple(node) if isinstance(node, list) else node) for node in nodes]
+    if not nodes:
+        raise ValueError("memcached_client_for needs at least one (host, port) node")
+    options = dict(connect_timeout=config.CONNECT_TIMEOUT, timeout=config.SOCKET_TIMEOUT,
+                   serde=serde or JsonSerde(), key_prefix=prefix.encode(), retry_attempts=1, retry_timeout=0.5,
+                   dead_timeout=5, ignore_exc=True, no_delay=True)
+    options.update(kwargs)
+    return HashClient(nodes, **options)
+
+
+def memcached_node_client(node: tuple[str, int], prefix: str, *, serde=None, **kwargs):
+    """A plain pymemcache ``Client`` for one node, with the same timeouts, prefix and serde."""
+    from pymemcache.client.base import Client
+
+    check_prefix(prefix)
+    options = dict(connect_timeout=config.CONNECT_TIMEOUT, timeout=config.SOCKET_TIMEOUT,
+                   serde=serde or JsonSerde(), key_prefix=prefix.encode(), no_delay=True)
+    options.update(kwargs)
+    return Client(tuple(node), **options)
+
+
+class JsonSerde:
+    """pymemcache serde that stores JSON: safe to read back from a cache others can write to.
+
+    The pickle serde would run code chosen by anyone who can write to the cache (the class of bug
+    behind CVE-2021-33026 in Flask-Caching), so the project never uses it by default.
+    """
+
+    def serialize(self, key, value):
+        if isinstance(value, bytes):
+            return value, 1
+        return json.dumps(value, separators=(",", ":")).encode(), 2
+
+    def deserialize(self, key, value, flags):
+        if flags == 1:
+            return value
+        if flags == 2:
+            return json.loads(value)
+        raise ValueError(f"unknown flags {flags} for key {key!r}: not written by JsonSerde")

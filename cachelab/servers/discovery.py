@@ -1,0 +1,264 @@
+"""Finding the servers: the user's, ``make servers``'s, docker compose's, or private ones started here.
+
+:func:`connect` resolves each service in the order the package docstring gives; :class:`Servers` holds
+what it found, with clients that have timeouts and key prefixes, and the cleanup of one prefix.
+:func:`servers_up` and :func:`servers_down` are ``make servers`` and ``make stop``: the state file records
+the pids of the detached servers started, so that only those are ever stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import arguments, paths
+from ..keys import check_prefix
+from . import config, probes
+from .addresses import parse_memcached_servers, parse_redis_url, redacted
+from .cleanup import cleanup_memcached, cleanup_redis
+from .clients import memcached_client_for, memcached_node_client, redis_client_for
+from .config import ServersUnavailable
+from .managed import ManagedServer, is_server_pid, pid_alive, start_memcached, start_redis
+
+
+@dataclass
+class Endpoint:
+    """Where one service is, who provided it, and whether the project started it (``owned``)."""
+
+    source: str  # "environment", "make servers", "docker compose", "private"
+    owned: bool
+
+
+@dataclass
+class RedisEndpoint(Endpoint):
+    url: str = ""
+
+    def describe(self) -> str:
+        return f"Redis at {redacted(self.url)} ({self.source})"
+
+
+@dataclass
+class MemcachedEndpoint(Endpoint):
+    nodes: list[tuple[str, int]] = field(default_factory=list)
+
+    def describe(self) -> str:
+        nodes = ", ".join(f"{h}:{p}" for h, p in self.nodes)
+        return f"memcached at {nodes} ({self.source})"
+
+
+class Servers:
+    """The Redis and memcached servers in use, with clients that have timeouts and key prefixes."""
+
+    def __init__(self, redis: RedisEndpoint, memcached: MemcachedEndpoint,
+                 managed: list[ManagedServer] | None = None):
+        arguments.instance("redis", redis, RedisEndpoint | None)  # None: a service this caller does not use
+        arguments.instance("memcached", memcached, MemcachedEndpoint | None)
+        self.redis = redis
+        self.memcached = memcached
+        self.managed = managed or []
+
+    # -- clients
+    def redis_client(self, *, decode_responses: bool = True, **kwargs):
+        """A ``redis.Redis`` with connect/socket timeouts and a short bounded retry."""
+        return redis_client_for(self.redis.url, decode_responses=decode_responses, **kwargs)
+
+    def memcached_client(self, prefix: str, *, serde=None, nodes: list[tuple[str, int]] | None = None,
+                         **kwargs):
+        """A pymemcache ``HashClient`` over the memcached nodes: see :func:`.clients.memcached_client_for`."""
+        return memcached_client_for(list(nodes or self.memcached.nodes), prefix, serde=serde, **kwargs)
+
+    def memcached_node(self, index: int, prefix: str, *, serde=None, **kwargs):
+        """A plain pymemcache ``Client`` for one node (index into the node list)."""
+        arguments.integer("index", index, minimum=0, maximum=len(self.memcached.nodes) - 1)
+        return memcached_node_client(self.memcached.nodes[index], prefix, serde=serde, **kwargs)
+
+    # -- information
+    def versions(self) -> dict[str, str]:
+        out = {}
+        try:
+            client = self.redis_client()
+            info = client.info("server")
+            out["redis"] = info.get("redis_version", "?")
+            client.close()
+        except Exception as exc:  # noqa: BLE001 - a banner must not fail
+            out["redis"] = f"unavailable ({type(exc).__name__})"
+        for i, (host, port) in enumerate(self.memcached.nodes):
+            out[f"memcached[{i}]"] = probes.memcached_version(host, port) or "unavailable"
+        return out
+
+    def describe(self) -> str:
+        return f"{self.redis.describe()}\n{self.memcached.describe()}"
+
+    def __repr__(self) -> str:
+        return f"Servers({self.redis.describe()}; {self.memcached.describe()})"
+
+    # -- cleanup
+    def cleanup(self, prefix: str) -> dict[str, int]:
+        """Delete every key under ``prefix`` (a ``cachelab:`` prefix) and nothing else. Returns counts."""
+        check_prefix(prefix)
+        return {"redis": cleanup_redis(self.redis_client(decode_responses=False), prefix),
+                "memcached": sum(cleanup_memcached(node, prefix) for node in self.memcached.nodes)}
+
+    def stop(self) -> None:
+        """Stop the servers this object started (never anyone else's)."""
+        for server in self.managed:
+            server.stop()
+
+
+def state_file() -> Path:
+    return paths.cache_dir() / config.STATE_FILE_NAME
+
+
+def _from_env() -> tuple[RedisEndpoint | None, MemcachedEndpoint | None]:
+    redis_ep = memcached_ep = None
+    url = os.environ.get("REDIS_URL", "").strip()
+    if url:
+        parts = parse_redis_url(url)
+        client = redis_client_for(url, retries=0)
+        try:
+            client.ping()
+        except Exception as exc:  # noqa: BLE001 - turned into a message that says what to do
+            raise ServersUnavailable(
+                f"REDIS_URL={redacted(url)} was given but {parts['host']}:{parts['port']} did not answer "
+                f"PING ({type(exc).__name__}: {exc}). Check the server and password, or unset REDIS_URL."
+            ) from exc
+        finally:
+            client.close()
+        redis_ep = RedisEndpoint("environment", owned=False, url=url)
+    spec = os.environ.get("MEMCACHED_SERVERS", "").strip()
+    if spec:
+        nodes = parse_memcached_servers(spec)
+        dead = [f"{h}:{p}" for h, p in nodes if probes.memcached_version(h, p) is None]
+        if dead:
+            raise ServersUnavailable(f"MEMCACHED_SERVERS={spec} was given but {', '.join(dead)} did not "
+                                     "answer 'version'. Check the servers, or unset MEMCACHED_SERVERS.")
+        memcached_ep = MemcachedEndpoint("environment", owned=False, nodes=nodes)
+    return redis_ep, memcached_ep
+
+
+def _from_state_file() -> tuple[RedisEndpoint | None, MemcachedEndpoint | None]:
+    path = state_file()
+    if not path.exists():
+        return None, None
+    try:
+        state = json.loads(path.read_text())
+        r = state["redis"]
+        nodes = [("127.0.0.1", m["port"]) for m in state["memcached"]]
+    except (ValueError, KeyError, TypeError):
+        return None, None
+    redis_ep = memcached_ep = None
+    if probes.redis_ping("127.0.0.1", r["port"], r["password"]):
+        redis_ep = RedisEndpoint("make servers", owned=True,
+                                 url=ManagedServer("redis", r["port"], password=r["password"]).url)
+    if nodes and all(probes.memcached_version(h, p, timeout=0.5) for h, p in nodes):
+        memcached_ep = MemcachedEndpoint("make servers", owned=True, nodes=nodes)
+    return redis_ep, memcached_ep
+
+
+def _from_compose() -> tuple[RedisEndpoint | None, MemcachedEndpoint | None]:
+    redis_ep = memcached_ep = None
+    password = config.redis_password()
+    if probes.redis_ping("127.0.0.1", config.COMPOSE_REDIS_PORT, password):
+        redis_ep = RedisEndpoint("docker compose", owned=False,
+                                 url=ManagedServer("redis", config.COMPOSE_REDIS_PORT, password=password).url)
+    nodes = [("127.0.0.1", p) for p in config.COMPOSE_MEMCACHED_PORTS]
+    if all(probes.memcached_version(h, p, timeout=0.5) for h, p in nodes):
+        memcached_ep = MemcachedEndpoint("docker compose", owned=False, nodes=nodes)
+    return redis_ep, memcached_ep
+
+
+_connected: Servers | None = None
+_connect_lock = threading.Lock()
+
+
+def forget() -> None:
+    """Forget the servers :func:`connect` resolved, so that the next call resolves afresh."""
+    global _connected
+    with _connect_lock:
+        _connected = None
+
+
+def connect(*, start: bool = True, fresh: bool = False) -> Servers:
+    """The servers for this process, found or started as the module docstring says (cached).
+
+    ``start=False`` never starts a private server (it raises instead); ``fresh=True`` resolves again.
+    """
+    global _connected
+    with _connect_lock:
+        if _connected is not None and not fresh:
+            return _connected
+        redis_ep, memcached_ep = _from_env()
+        for finder in (_from_state_file, _from_compose):
+            if redis_ep and memcached_ep:
+                break
+            found_redis, found_memcached = finder()
+            redis_ep = redis_ep or found_redis
+            memcached_ep = memcached_ep or found_memcached
+        managed: list[ManagedServer] = []
+        missing = [name for name, ep in (("Redis", redis_ep), ("memcached", memcached_ep)) if ep is None]
+        if missing and not start:
+            raise ServersUnavailable(f"No {' or '.join(missing)} found.\n" + config.HOW_TO_GET_SERVERS)
+        try:
+            if redis_ep is None:
+                server = start_redis()
+                managed.append(server)
+                redis_ep = RedisEndpoint("private", owned=True, url=server.url)
+            if memcached_ep is None:
+                nodes = [start_memcached() for _ in range(config.MEMCACHED_NODES)]
+                managed.extend(nodes)
+                memcached_ep = MemcachedEndpoint("private", owned=True, nodes=[n.address for n in nodes])
+        except ServersUnavailable as exc:
+            for server in managed:
+                server.stop()
+            raise ServersUnavailable(f"No {' or '.join(missing)} found, and cachelab could not start one: "
+                                     f"{str(exc).splitlines()[0]}\n" + config.HOW_TO_GET_SERVERS) from None
+        _connected = Servers(redis_ep, memcached_ep, managed)
+        return _connected
+
+
+def servers_up() -> str:
+    """Start detached servers for ``make servers``/``make run`` unless servers are already available."""
+    redis_ep, memcached_ep = _from_env()
+    if redis_ep and memcached_ep:
+        return "Using the servers given by REDIS_URL and MEMCACHED_SERVERS."
+    state_redis, state_mc = _from_state_file()
+    if state_redis and state_mc:
+        return "cachelab servers already running:\n  " + Servers(state_redis, state_mc).describe().replace(
+            "\n", "\n  ")
+    compose_redis, compose_mc = _from_compose()
+    if compose_redis and compose_mc:
+        return "Using the docker compose servers."
+    servers_down(quiet=True)
+    redis_server = start_redis(detached=True)
+    nodes = [start_memcached(detached=True) for _ in range(config.MEMCACHED_NODES)]
+    state = {"redis": {"port": redis_server.port, "password": redis_server.password, "pid": redis_server.pid},
+             "memcached": [{"port": n.port, "pid": n.pid} for n in nodes]}
+    path = state_file()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds a password
+    with os.fdopen(fd, "w") as handle:
+        json.dump(state, handle)
+    return (f"Started redis-server on 127.0.0.1:{redis_server.port} and memcached on 127.0.0.1:"
+            f"{', '.join(str(n.port) for n in nodes)} (stop them with `make stop`).")
+
+
+def servers_down(quiet: bool = False) -> str:
+    """Stop the servers that ``servers_up`` started (only those: pids checked against the state file)."""
+    path = state_file()
+    if not path.exists():
+        return "" if quiet else "No cachelab servers running."
+    try:
+        state = json.loads(path.read_text())
+        entries = [("redis", state["redis"])] + [("memcached", m) for m in state["memcached"]]
+    except (ValueError, KeyError, TypeError):
+        entries = []
+    stopped = 0
+    for kind, entry in entries:
+        server = ManagedServer(kind, entry["port"], pid=entry.get("pid"))
+        if server.pid and pid_alive(server.pid) and is_server_pid(server.pid, kind):
+            server.stop()
+            stopped += 1
+    path.unlink(missing_ok=True)
+    return f"Stopped {stopped} cachelab server(s)."

@@ -1,0 +1,103 @@
+"""Every expected failure of the command line says what went wrong and what to do: no traceback, exit 1 or 2.
+
+Each case runs ``python -m cachelab`` as a reader would, in a subprocess, with its own scratch folders, and
+checks the exit code (2 for bad usage or a machine that is not ready, 1 for a notebook that failed), the
+sentence that names the fix, and that no Python traceback was printed.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from cachelab import paths
+from cachelab.servers import free_port, start_redis
+
+
+def cachelab(*args: str, env: dict | None = None, timeout: float = 120) -> tuple[int, str, float]:
+    """Run ``python -m cachelab ARGS``; its exit code, its output (stdout and stderr), and its duration."""
+    start = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "cachelab", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=paths.project_root())
+    return done.returncode, done.stdout + done.stderr, time.monotonic() - start
+
+
+@pytest.fixture
+def bare_env(tmp_path):
+    """An environment with no servers anywhere: no binaries on PATH, no variables, no state file, no installs."""
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "MEMCACHED_SERVERS")}
+    empty_bin = tmp_path / "bin"
+    empty_bin.mkdir()
+    env.update(PATH=str(empty_bin), CACHELAB_NO_INSTALL="1", CACHELAB_CACHE_DIR=str(tmp_path / "cache"),
+               CACHELAB_RESULTS_DIR=str(tmp_path / "results"), CACHELAB_REDIS_PASSWORD="not-the-compose-one")
+    return env
+
+
+def test_no_servers_and_no_install_fails_within_seconds_naming_the_three_ways(bare_env):
+    for args in (["setup-system"], ["servers", "up"], ["run", "--only", "00"]):
+        code, out, seconds = cachelab(*args, env=bare_env)
+        assert code == 2, out
+        assert "Traceback" not in out, out
+        assert "docker compose up -d" in out and "REDIS_URL" in out and "apt" in out, out
+        assert seconds < 10, f"`cachelab {' '.join(args)}` took {seconds:.1f} s to say no servers"
+
+
+def test_installing_turned_off_is_said_and_the_missing_tools_are_named(bare_env):
+    code, out, _ = cachelab("setup-system", env=bare_env)
+    assert code == 2 and "CACHELAB_NO_INSTALL=1" in out
+    for tool in ("redis-server", "memcached", "wrk"):
+        assert tool in out
+
+
+def test_an_unreachable_redis_url_is_named_with_its_fix(bare_env):
+    env = {**bare_env, "REDIS_URL": f"redis://:secret@127.0.0.1:{free_port()}/0", "MEMCACHED_SERVERS": "127.0.0.1:1"}
+    code, out, seconds = cachelab("servers", "up", env=env)
+    assert code == 2 and "Traceback" not in out, out
+    assert "did not answer" in out and "unset REDIS_URL" in out and "secret" not in out, out
+    assert seconds < 10
+
+
+def test_a_bad_option_is_a_usage_error():
+    for args in (["run", "--only", "99"], ["frobnicate"], ["with-servers"], ["bench", "--pin", "4096"]):
+        code, out, _ = cachelab(*args)
+        assert code == 2, (args, out)
+        assert "Traceback" not in out, out
+    assert "no notebook matches 99" in cachelab("run", "--only", "99")[1]
+
+
+@pytest.mark.servers
+def test_a_wrong_password_is_named_with_its_fix(bare_env):
+    with start_redis(password="the-right-one") as server:
+        env = {**bare_env, "REDIS_URL": f"redis://:wrong@127.0.0.1:{server.port}/0", "MEMCACHED_SERVERS": "127.0.0.1:1"}
+        code, out, _ = cachelab("servers", "up", env=env)
+    assert code == 2 and "Traceback" not in out, out
+    assert "password" in out and "unset REDIS_URL" in out, out
+
+
+@pytest.mark.servers
+def test_a_failing_notebook_and_a_missing_results_file_are_one_paragraph_each(tmp_path, servers):
+    """A project with two notebooks: one reads results nobody saved, one raises. The run says so, exit 1."""
+    project = tmp_path / "project"
+    (project / "notebooks").mkdir(parents=True)
+    (project / "data").symlink_to(paths.data_dir())
+    (project / "pyproject.toml").write_text("")
+    for name, code in (("00_reads_results", "from cachelab import results\nresults.load('99_never_ran')"),
+                       ("01_raises", "x = 1\nraise RuntimeError('a cell that fails')")):
+        nb = new_notebook(cells=[new_markdown_cell(f"# {name}"), new_code_cell(code)])
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(nb, project / "notebooks" / f"{name}.ipynb")
+    env = {**os.environ, "CACHELAB_HOME": str(project), "CACHELAB_CACHE_DIR": str(paths.cache_dir()),
+           "REDIS_URL": servers.redis.url,
+           "MEMCACHED_SERVERS": ",".join(f"{h}:{p}" for h, p in servers.memcached.nodes)}
+    code, out, _ = cachelab("run", "--quick", env=env, timeout=300)
+    assert code == 1, out
+    assert "Traceback" not in out, out
+    assert "ResultsMissing" in out and "99_never_ran" in out, out
+    assert "RuntimeError: a cell that fails" in out and "2 notebook(s) failed: 00_reads_results, 01_raises" in out, out
+    assert (project / "build" / "notebooks" / "01_raises.ipynb").exists(), "the executed copy shows the error in place"
