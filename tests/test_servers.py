@@ -156,6 +156,17 @@ def test_flush_exists_only_for_servers_we_started(memcached_server):
     assert client.get("a") is None
 
 
+def test_flush_refuses_a_server_rebuilt_from_a_pid(memcached_server):
+    """``make stop`` rebuilds a ManagedServer from a port and a pid; such a one can stop, never flush."""
+    client = Client(memcached_server.address, connect_timeout=1, timeout=1)
+    client.set("a", b"1", noreply=False)
+    rebuilt = srv.ManagedServer("memcached", memcached_server.port, pid=memcached_server.pid)
+    assert rebuilt.alive()
+    with pytest.raises(PermissionError, match="not started by this process"):
+        rebuilt.flush()
+    assert client.get("a") == b"1"
+
+
 def test_servers_up_and_down_manage_only_their_own(monkeypatch, tmp_path):
     _clean_env(monkeypatch, tmp_path)
     monkeypatch.setattr(srv.config, "COMPOSE_REDIS_PORT", srv.free_port())
