@@ -101,3 +101,29 @@ def test_a_failing_notebook_and_a_missing_results_file_are_one_paragraph_each(tm
     assert "ResultsMissing" in out and "99_never_ran" in out, out
     assert "RuntimeError: a cell that fails" in out and "2 notebook(s) failed: 00_reads_results, 01_raises" in out, out
     assert (project / "build" / "notebooks" / "01_raises.ipynb").exists(), "the executed copy shows the error in place"
+
+
+@pytest.mark.servers
+def test_run_stops_the_servers_it_started_itself(tmp_path):
+    """`make run` with no servers anywhere starts its own, and none of them is left running afterwards."""
+    import re
+
+    from cachelab.servers import port_in_use
+
+    project = tmp_path / "project"
+    (project / "notebooks").mkdir(parents=True)
+    (project / "data").symlink_to(paths.data_dir())
+    (project / "pyproject.toml").write_text("")
+    nb = new_notebook(cells=[new_markdown_cell("# 00_tiny"), new_code_cell("x = 1")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, project / "notebooks" / "00_tiny.ipynb")
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "MEMCACHED_SERVERS")}
+    env.update(CACHELAB_HOME=str(project), CACHELAB_REDIS_PASSWORD="not-the-compose-one")
+    code, out, _ = cachelab("run", "--quick", env=env, timeout=300)
+    assert code == 0, out
+    started = re.search(r"Started redis-server on 127\.0\.0\.1:(\d+) and memcached on 127\.0\.0\.1:([\d, ]+)", out)
+    assert started, out
+    ports = [int(started.group(1))] + [int(p) for p in started.group(2).split(",")]
+    assert "Stopped 4 cachelab server(s)" in out, out
+    assert not any(port_in_use(port) for port in ports), f"a server the run started is still up: {ports}"
+    assert not (project / ".cachelab" / "servers.json").exists()
