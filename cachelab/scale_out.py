@@ -1,0 +1,527 @@
+"""What notebook 08 does to a Redis Cluster, as functions: where keys land, a failover under load, slots
+moved under reads, throughput against the number of shards, and a model of the shards a workload needs.
+
+The demos that hurt a cluster (:func:`failover_stream`, :func:`reshard_under_reads`, the throughput runs)
+take a :class:`cachelab.servers.cluster.ManagedCluster`, one this process started; the others work on any
+:class:`~cachelab.servers.cluster.Cluster`, your own included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import multiprocessing
+import os
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import arguments
+from .keys import check_prefix
+
+SLOTS = 16384
+
+
+# --------------------------------------------------------------------------- where keys land
+
+def key_slot(key: str) -> int:
+    """redis-py's CRC16 slot of ``key`` (hash tags honoured), to check a hand-written one against."""
+    from redis.crc import key_slot as _key_slot
+
+    return _key_slot(key.encode() if isinstance(key, str) else key)
+
+
+def shard_of(client, key: str) -> str:
+    """``'host:port'`` of the primary that serves ``key``, from the client's slot table."""
+    return client.get_node_from_key(key).name
+
+
+def tag_for(client, node_name: str, *, avoid: Sequence[str] = ()) -> str:
+    """A short hash tag (``'t17'``) whose slot the primary ``node_name`` serves: ``'{t17}:...'`` keys land there."""
+    for i in range(100_000):
+        tag = f"t{i}"
+        if tag not in avoid and client.get_node_from_key("{" + tag + "}").name == node_name:
+            return tag
+    raise LookupError(f"no hash tag found for {node_name}")
+
+
+def per_node(cluster, section: str, field_of) -> dict[str, float]:
+    """``field_of(info)`` of every primary's ``INFO section``, by ``'host:port'``."""
+    out = {}
+    for name, info in cluster.info(section).items():
+        if _is_primary(cluster, name):
+            out[name] = field_of(info)
+    return out
+
+
+def _is_primary(cluster, name: str) -> bool:
+    return name in {f"{h}:{p}" for h, p in cluster.primaries()}
+
+
+def command_calls(cluster, command: str) -> dict[str, int]:
+    """How many times each primary ran ``command`` (``INFO commandstats``), by ``'host:port'``."""
+    key = f"cmdstat_{command.lower()}"
+    return {k: int(v) for k, v in per_node(cluster, "commandstats", lambda i: i.get(key, {}).get("calls", 0)).items()}
+
+
+def redirects(cluster) -> dict[str, int]:
+    """``MOVED`` and ``ASK`` replies sent so far, summed over every node (``INFO errorstats``, Redis 6.2+)."""
+    out = {"MOVED": 0, "ASK": 0}
+    for info in cluster.info("errorstats").values():
+        for kind in out:
+            out[kind] += int(info.get(f"errorstat_{kind}", {}).get("count", 0))
+    return out
+
+
+def used_memory(cluster) -> int:
+    """``used_memory`` summed over the primaries, in bytes."""
+    return int(sum(per_node(cluster, "memory", lambda i: i.get("used_memory", 0)).values()))
+
+
+# --------------------------------------------------------------------------- failover under load
+
+@dataclass
+class FailoverRun:
+    """What a stream of reads and writes saw while a primary was killed (times in s, 0 = the kill)."""
+
+    victim: str
+    replica: str
+    cut_replica: bool
+    full_coverage: bool
+    promoted_s: float  # the replica reported itself primary
+    window_s: float  # the first write to the victim's slots that succeeded after the kill
+    reads: np.ndarray  # rows of (time, ok, on_victim)
+    plain_acked: int
+    plain_lost: int
+    plain_failed: int
+    plain_failed_but_applied: int
+    waited_confirmed: int
+    waited_confirmed_lost: int
+    waited_unconfirmed: int
+    waited_unconfirmed_lost: int
+    waited_failed: int
+    retries_per_call: int
+    restarted_as: str = ""
+    rejoined_s: float = 0.0
+    lost_examples: list[str] = field(default_factory=list)
+
+    @property
+    def read_errors(self) -> int:
+        return int((self.reads[:, 1] == 0).sum()) if len(self.reads) else 0
+
+    def longest_gap(self, *, on_victim: bool) -> float:
+        """The longest time without a successful read, on the victim's shard or on the others (s)."""
+        ok = self.reads[(self.reads[:, 1] == 1) & (self.reads[:, 2] == int(on_victim))][:, 0]
+        return float(np.diff(ok).max()) if len(ok) > 1 else float("nan")
+
+    def summary(self) -> dict:
+        return {"victim": self.victim, "promoted_s": round(self.promoted_s, 3), "window_s": round(self.window_s, 3),
+                "reads": len(self.reads), "read_errors": self.read_errors,
+                "read_errors_other_shards": int(((self.reads[:, 1] == 0) & (self.reads[:, 2] == 0)).sum())
+                if len(self.reads) else 0,
+                "plain_acked": self.plain_acked, "plain_lost": self.plain_lost, "plain_failed": self.plain_failed,
+                "plain_failed_but_applied": self.plain_failed_but_applied,
+                "waited_confirmed": self.waited_confirmed, "waited_confirmed_lost": self.waited_confirmed_lost,
+                "waited_unconfirmed": self.waited_unconfirmed,
+                "waited_unconfirmed_lost": self.waited_unconfirmed_lost, "waited_failed": self.waited_failed,
+                "cut_replica": self.cut_replica, "full_coverage": self.full_coverage,
+                "other_shards_longest_gap_s": round(self.longest_gap(on_victim=False), 3),
+                "victim_longest_gap_s": round(self.longest_gap(on_victim=True), 3),
+                "retries_per_call": self.retries_per_call,
+                "rejoined_s": round(self.rejoined_s, 3), "restarted_as": self.restarted_as}
+
+
+def write_and_wait(client, key: str, value, *, replicas: int = 1, timeout_ms: int = 50) -> int:
+    """``SET`` then ``WAIT replicas timeout_ms`` on the same connection (one pipeline to the key's primary):
+    returns how many replicas acknowledged the write. ``WAIT`` counts the writes of its own connection,
+    so it must follow the write on that connection."""
+    node = client.get_node_from_key(key)
+    with client.get_redis_connection(node).pipeline(transaction=False) as pipe:
+        pipe.set(key, value)
+        pipe.wait(replicas, timeout_ms)
+        return int(pipe.execute()[1])
+
+
+def failover_stream(cluster, prefix: str, *, victim=None, cut_replica: bool = True, full_coverage: bool = True,
+                    lead_s: float = 0.3,
+                    cut_s: float = 0.3, tail_s: float = 0.5, read_keys: int = 300, retries: int = 2,
+                    socket_timeout: float = 0.5, wait_timeout_ms: int = 50, timeout: float = 30.0) -> FailoverRun:
+    """Kill a primary of ``cluster`` (a ManagedCluster) while a reader and two writers run, then restart it.
+
+    The reader reads keys spread over every shard. Writer *plain* writes new keys on the victim's shard
+    with ``SET``; writer *waited* does the same with :func:`write_and_wait`. With ``cut_replica`` the
+    victim's replica is first cut off for ``cut_s`` seconds (:meth:`ManagedCluster.cut_replication`), as a
+    network partition would, so the writes made meanwhile exist on the victim alone when it dies.
+    """
+    check_prefix(prefix)
+    if not getattr(cluster, "owned", False) or not hasattr(cluster, "kill"):
+        raise PermissionError("failover_stream kills a node: only a cluster this process started (ManagedCluster)")
+    client = cluster.client(retries=retries, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout)
+    victim = victim or cluster.primary_nodes()[0]
+    replica = cluster.replica_of(victim)
+    tag = tag_for(client, victim.name)
+    victim_tags = {victim.name: tag}
+    names = [f"{h}:{p}" for h, p in cluster.primaries()]
+    for name in names:
+        victim_tags.setdefault(name, tag_for(client, name, avoid=list(victim_tags.values())))
+    readable = [(f"{prefix}{{{victim_tags[names[i % len(names)]]}}}:r{i}", names[i % len(names)] == victim.name)
+                for i in range(read_keys)]
+    with client.pipeline() as pipe:
+        for key, _ in readable:
+            pipe.set(key, "x", ex=600)
+        pipe.execute()
+
+    stop = threading.Event()
+    t0 = [0.0]
+    reads: list[tuple[float, int, int]] = []
+    plain_acked: list[str] = []
+    plain_failed: list[str] = []
+    plain_times: list[tuple[float, float, int]] = []  # (sent, answered, ok)
+    waited: list[tuple[str, int | None]] = []
+
+    def reader(on_victim: bool) -> None:
+        rc = cluster.client(retries=retries, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout)
+        mine = [key for key, v in readable if v == on_victim]
+        i = 0
+        while not stop.is_set():
+            key = mine[i % len(mine)]
+            i += 1
+            try:
+                rc.get(key)
+                ok = 1
+            except Exception:  # noqa: BLE001 - counted: this is what the application would see
+                ok = 0
+            reads.append((time.monotonic(), ok, int(on_victim)))
+            if not ok:
+                time.sleep(0.005)
+        rc.close()
+
+    def plain_writer() -> None:
+        rc = cluster.client(retries=retries, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout)
+        i = 0
+        while not stop.is_set():
+            key = f"{prefix}{{{tag}}}:plain{i}"
+            i += 1
+            sent = time.monotonic()
+            try:
+                rc.set(key, i, ex=600)
+                plain_acked.append(key)
+                plain_times.append((sent, time.monotonic(), 1))
+            except Exception:  # noqa: BLE001 - counted
+                plain_failed.append(key)
+                plain_times.append((sent, time.monotonic(), 0))
+                time.sleep(0.005)
+        rc.close()
+
+    def waited_writer() -> None:
+        rc = cluster.client(retries=retries, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout)
+        i = 0
+        while not stop.is_set():
+            key = f"{prefix}{{{tag}}}:waited{i}"
+            i += 1
+            try:
+                waited.append((key, write_and_wait(rc, key, i, timeout_ms=wait_timeout_ms)))
+            except Exception:  # noqa: BLE001 - this path bypasses the cluster client's retries: rebuild it
+                waited.append((key, None))
+                time.sleep(0.05)
+                rc.close()
+                rc = cluster.client(retries=retries, socket_timeout=socket_timeout,
+                                    socket_connect_timeout=socket_timeout)
+        rc.close()
+
+    threads = [threading.Thread(target=reader, args=(True,), daemon=True),
+               threading.Thread(target=reader, args=(False,), daemon=True),
+               threading.Thread(target=plain_writer, daemon=True), threading.Thread(target=waited_writer, daemon=True)]
+    cut = False
+    coverage = "yes" if full_coverage else "no"
+    for node in cluster.alive_nodes():
+        with contextlib.closing(node.client()) as c:
+            c.config_set("cluster-require-full-coverage", coverage)
+    try:
+        for t in threads:
+            t.start()
+        time.sleep(lead_s)
+        if cut_replica:
+            cluster.cut_replication(replica)
+            cut = True
+            time.sleep(cut_s)
+        t0[0] = cluster.kill(victim)
+        deadline = t0[0] + timeout
+        while True:
+            with contextlib.suppress(Exception):
+                if cluster.role(replica) == "primary":
+                    break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{replica.name} was not promoted within {timeout}s")
+            time.sleep(0.01)
+        promoted = time.monotonic()
+        time.sleep(tail_s)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=10)
+        if cut:
+            with contextlib.suppress(Exception):
+                cluster.heal_replication(replica)
+    kill_at = t0[0]
+    survivor = replica.client()
+    try:
+        def exists(keys):
+            with survivor.pipeline(transaction=False) as pipe:
+                for k in keys:
+                    pipe.exists(k)
+                return pipe.execute()
+
+        lost = [k for k, e in zip(plain_acked, exists(plain_acked), strict=True) if not e]
+        applied = sum(exists(plain_failed))
+        confirmed = [k for k, n in waited if n]
+        unconfirmed = [k for k, n in waited if n == 0]
+        confirmed_lost = sum(not e for e in exists(confirmed))
+        unconfirmed_lost = sum(not e for e in exists(unconfirmed))
+    finally:
+        survivor.close()
+    after = [answered for sent, answered, ok in plain_times if ok and sent >= kill_at]
+    first_ok = (min(after) - kill_at) if after else float("nan")
+    rejoin_start = time.monotonic()
+    cluster.restart(victim)
+    rejoined = time.monotonic() - rejoin_start
+    for node in cluster.alive_nodes():  # back to the default, the restarted node included
+        with contextlib.closing(node.client()) as c:
+            c.config_set("cluster-require-full-coverage", "yes")
+    client.close()
+    rows = np.array([(t - kill_at, ok, v) for t, ok, v in reads], dtype=np.float64).reshape(-1, 3)
+    return FailoverRun(
+        victim=victim.name, replica=replica.name, cut_replica=cut_replica, full_coverage=full_coverage,
+        promoted_s=promoted - kill_at,
+        window_s=first_ok, reads=rows, plain_acked=len(plain_acked), plain_lost=len(lost),
+        plain_failed=len(plain_failed), plain_failed_but_applied=int(applied),
+        waited_confirmed=len(confirmed), waited_confirmed_lost=int(confirmed_lost),
+        waited_unconfirmed=len(unconfirmed), waited_unconfirmed_lost=int(unconfirmed_lost),
+        waited_failed=sum(n is None for _, n in waited), retries_per_call=retries,
+        restarted_as=cluster.role(victim), rejoined_s=rejoined, lost_examples=lost[:3])
+
+
+# --------------------------------------------------------------------------- slots moved under reads
+
+@dataclass
+class ReshardRun:
+    """What a reader saw while ``slots`` moved from one primary to another."""
+
+    source: str
+    target: str
+    slots: int
+    keys_moved: int
+    seconds: float
+    reads: int
+    read_errors: int
+    redirects: dict
+    latencies_ns: np.ndarray
+
+    def summary(self) -> dict:
+        lat = self.latencies_ns
+        return {"source": self.source, "target": self.target, "slots": self.slots, "keys_moved": self.keys_moved,
+                "seconds": round(self.seconds, 3), "reads": self.reads, "read_errors": self.read_errors,
+                "moved": self.redirects["MOVED"], "ask": self.redirects["ASK"],
+                "read_median_us": float(np.median(lat) / 1e3) if len(lat) else None,
+                "read_p99_us": float(np.percentile(lat, 99) / 1e3) if len(lat) else None,
+                "read_max_us": float(lat.max() / 1e3) if len(lat) else None}
+
+
+def reshard_under_reads(cluster, keys: Sequence[str], slots: Sequence[int], source, target, *,
+                        settle_s: float = 0.05) -> ReshardRun:
+    """Move ``slots`` (of ``cluster``, a ManagedCluster) from ``source`` to ``target`` while a thread reads
+    ``keys`` (which should live in those slots) through its own cluster client, started before the move."""
+    if not getattr(cluster, "owned", False) or not hasattr(cluster, "move_slots"):
+        raise PermissionError("reshard_under_reads moves slots: only a cluster this process started")
+    keys = list(keys)
+    if not keys:
+        raise ValueError("reshard_under_reads needs keys to read")
+    reader = cluster.client()
+    for key in keys[:50]:
+        reader.get(key)  # connections open, slot table loaded: what an application that ran a while has
+    before = redirects(cluster)
+    stop = threading.Event()
+    latencies: list[int] = []
+    errors = [0]
+
+    def read() -> None:
+        clock = time.perf_counter_ns
+        i = 0
+        while not stop.is_set():
+            t = clock()
+            try:
+                reader.get(keys[i % len(keys)])
+            except Exception:  # noqa: BLE001 - counted: the application would see it
+                errors[0] += 1
+            latencies.append(clock() - t)
+            i += 1
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    time.sleep(settle_s)
+    started = time.perf_counter()
+    try:
+        moved = cluster.move_slots(slots, source, target)
+    finally:
+        seconds = time.perf_counter() - started
+        time.sleep(settle_s)
+        stop.set()
+        thread.join(timeout=10)
+        reader.close()
+    after = redirects(cluster)
+    return ReshardRun(source=source.name, target=target.name, slots=len(slots), keys_moved=moved, seconds=seconds,
+                      reads=len(latencies), read_errors=errors[0],
+                      redirects={k: after[k] - before[k] for k in after},
+                      latencies_ns=np.asarray(latencies, dtype=np.float64))
+
+
+# --------------------------------------------------------------------------- throughput against shards
+
+def cpu_count() -> int:
+    """The CPUs this process may run on (its affinity where the OS tells, else the machine's count)."""
+    with contextlib.suppress(AttributeError, OSError):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def process_cpu_seconds(pids: Sequence[int]) -> float | None:
+    """User + system CPU seconds used so far by ``pids`` (from ``/proc``; ``None`` where there is none)."""
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    total = 0
+    for pid in pids:
+        try:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()  # noqa: SIM115 - tiny read
+        except OSError:
+            return None
+        total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
+def _cluster_spec(cluster) -> dict:
+    return {"startup_nodes": [list(a) for a in cluster.startup_nodes], "password": cluster.password,
+            "username": cluster.username}
+
+
+def read_loop(spec: dict, keys: Sequence[str], seconds: float, batch: int = 0) -> tuple[int, float, float]:
+    """A worker process's part of a throughput run: read ``keys`` in a loop for ``seconds`` through its own
+    ``RedisCluster`` (``GET``, or ``mget_nonatomic`` of ``batch`` keys). Returns (keys read, seconds, CPU s)."""
+    from redis.cluster import ClusterNode, RedisCluster
+
+    client = RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in spec["startup_nodes"]],
+                          password=spec["password"], username=spec["username"], socket_timeout=5,
+                          socket_connect_timeout=2)
+    keys = list(keys)
+    for key in keys[:100]:
+        client.get(key)
+    done = i = 0
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    end = t0 + seconds
+    while time.perf_counter() < end:
+        if batch:
+            chunk = keys[i:i + batch]
+            if len(chunk) < batch:
+                i, chunk = 0, keys[:batch]
+            client.mget_nonatomic(chunk)
+            done += len(chunk)
+            i += batch
+        else:
+            client.get(keys[i % len(keys)])
+            done += 1
+            i += 1
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    client.close()
+    return done, elapsed, cpu
+
+
+@contextlib.contextmanager
+def reader_pool(processes: int):
+    """Worker processes (``spawn``), started before any measurement."""
+    pool = ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        list(pool.map(_warm, range(processes)))
+        yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _warm(_: int) -> bool:
+    import redis.cluster  # noqa: F401 - imported once, before any timing
+
+    return True
+
+
+def python_throughput(cluster, pool, keys: Sequence[str], *, workers: int, seconds: float,
+                      batch: int = 0) -> dict:
+    """Keys read per second by ``workers`` processes of :func:`read_loop`, and the CPU that clients and
+    servers used for them."""
+    pids = [n.pid for n in getattr(cluster, "nodes", [])]
+    server0 = process_cpu_seconds(pids) if pids else None
+    futures = [pool.submit(read_loop, _cluster_spec(cluster), keys, seconds, batch) for _ in range(workers)]
+    results = [f.result(timeout=seconds + 60) for f in futures]
+    server1 = process_cpu_seconds(pids) if pids else None
+    done = sum(r[0] for r in results)
+    elapsed = max(r[1] for r in results)
+    return {"keys_per_s": done / elapsed, "keys": done, "seconds": elapsed,
+            "client_cpu_s": sum(r[2] for r in results),
+            "server_cpu_s": None if server0 is None or server1 is None else server1 - server0}
+
+
+def redis_benchmark(cluster, *, requests: int, clients: int = 32, pipeline: int = 1, threads: int = 2,
+                    keyspace: int = 100_000, timeout: float = 120.0) -> dict | None:
+    """``redis-benchmark -t set,get`` against ``cluster`` (C clients, ``--cluster`` when it has several
+    primaries), with the CPU the servers used. ``None`` when ``redis-benchmark`` is not on PATH."""
+    exe = shutil.which("redis-benchmark")
+    if exe is None:
+        return None
+    host, port = cluster.startup_nodes[0]
+    args = [exe, "-h", host, "-p", str(port), "-t", "set,get", "-n", str(requests), "-c", str(clients),
+            "-P", str(pipeline), "-r", str(keyspace), "--csv", "--threads", str(threads)]
+    if cluster.password:
+        args += ["-a", cluster.password]
+    if len(cluster.primaries()) > 1:
+        args.insert(1, "--cluster")
+    pids = [n.pid for n in getattr(cluster, "nodes", [])]
+    before = process_cpu_seconds(pids) if pids else None
+    started = time.perf_counter()
+    out = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+    wall = time.perf_counter() - started
+    after = process_cpu_seconds(pids) if pids else None
+    rows = {}
+    for line in out.stdout.splitlines():
+        parts = [p.strip('"') for p in line.split(",")]
+        if parts and parts[0] in ("SET", "GET"):
+            rows[parts[0]] = float(parts[1])
+    if "GET" not in rows:
+        raise RuntimeError(f"redis-benchmark gave no GET figure: {(out.stdout + out.stderr)[-300:]}")
+    return {"get_per_s": rows["GET"], "set_per_s": rows.get("SET"), "requests": requests, "wall_s": wall,
+            "pipeline": pipeline, "clients": clients,
+            "server_cpu_s": None if before is None or after is None else after - before}
+
+
+# --------------------------------------------------------------------------- how many shards
+
+def shards_needed(dataset_bytes: float, requests_per_s: float, *, bytes_per_shard: float,
+                  requests_per_shard: float, headroom: float = 0.5) -> dict:
+    """Primaries a cache needs to hold ``dataset_bytes`` and serve ``requests_per_s``, each shard filled and
+    loaded to ``headroom`` (0.5: half its memory, half its CPU) of what it can do; at least one.
+
+    Returns ``{'for_memory', 'for_load', 'shards'}``: the larger of the two decides.
+    """
+    for name, value in (("dataset_bytes", dataset_bytes), ("requests_per_s", requests_per_s)):
+        arguments.number(name, value)
+        if value < 0:
+            raise ValueError(f"{name} must be >= 0, not {value}")
+    arguments.number("bytes_per_shard", bytes_per_shard, positive=True)
+    arguments.number("requests_per_shard", requests_per_shard, positive=True)
+    arguments.number("headroom", headroom, positive=True)
+    if headroom > 1:
+        raise ValueError(f"headroom is a fraction in (0, 1], not {headroom}")
+    for_memory = math.ceil(dataset_bytes / (bytes_per_shard * headroom))
+    for_load = math.ceil(requests_per_s / (requests_per_shard * headroom))
+    return {"for_memory": for_memory, "for_load": for_load, "shards": max(1, for_memory, for_load)}
