@@ -1,0 +1,145 @@
+"""The decision guide is a model, not a table: its choice follows the measurements and the situation.
+
+Every test feeds made-up measurements, so none depends on this machine: what is tested is that the choice
+flips when a figure changes the way the model says it should.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+import pytest
+
+from cachelab import guide
+
+SHARED = ("memcached", "Redis", "near cache", "client-side caching", "Redis Cluster")
+
+
+def measured(network_ns: float = 60e3, **changes) -> guide.Measurements:
+    """A plausible run: a 30 ms query, in-process hits in ns, network hits at ``network_ns``."""
+    hit = {"lru_cache": 100, "cachetools TTL": 500, "joblib": 150e3, "diskcache": 30e3,
+           **{name: network_ns for name in SHARED}}
+    base = guide.Measurements(
+        query_ns=30e6, hit_ns=hit,
+        miss_overhead_ns={"joblib": 3e6, "diskcache": 1e6, **{name: network_ns for name in SHARED}},
+        entry_bytes={"lru_cache": 1500, "cachetools TTL": 1500, "joblib": 4000, "diskcache": 4000,
+                     **{name: 300 for name in SHARED}},
+        invalidation_s={"near cache": 0.002, "client-side caching": 0.001},
+        local_hit_ns={"near cache": 1e3, "client-side caching": 1e3}, shared_server_rps=20_000, shard_rps=15_000)
+    return base.with_changes(**changes)
+
+
+def test_one_process_and_data_that_never_change_need_only_the_standard_library():
+    ranking = guide.rank(guide.Situation(), measured())
+    assert ranking.best.name == "lru_cache"
+    assert "no cache" in ranking.names() and ranking.names()[-1] == "no cache"
+
+
+def test_a_slower_network_makes_the_near_cache_win():
+    """Data that never change, 8 processes: every shared cache hits as often; the network decides."""
+    situation = guide.Situation(processes=8, request_rate=500)
+    fast = guide.rank(situation, measured(network_ns=20e3)).names()
+    slow = guide.rank(situation, measured(network_ns=5e6)).names()  # 5 ms a round trip: another region
+    assert fast.index("Redis") < fast.index("near cache"), "a fast network: as quick, with fewer parts"
+    assert slow.index("near cache") < slow.index("Redis"), "a slow network: the local tier pays"
+    assert slow[0] != "Redis"
+
+
+def test_a_tight_staleness_bound_rules_out_the_ttl_only_caches():
+    loose = guide.rank(guide.Situation(processes=4, request_rate=1000, max_staleness_s=10), measured())
+    tight = guide.rank(guide.Situation(processes=4, request_rate=1000, max_staleness_s=0.01), measured())
+    assert {"cachetools TTL", "Redis", "memcached"} <= set(loose.names())
+    out = {e.name: e.ruled_out for e in tight.ruled_out}
+    for ttl_only in ("cachetools TTL", "Redis", "memcached", "diskcache"):
+        assert ttl_only in out and "query's own duration" in " ".join(out[ttl_only])
+    assert tight.best.name in ("near cache", "client-side caching")
+    slow_invalidation = measured(invalidation_s={"near cache": 0.5, "client-side caching": 0.5})
+    too_slow = guide.rank(guide.Situation(processes=4, request_rate=1000, max_staleness_s=0.01), slow_invalidation)
+    assert too_slow.best.name == "no cache", "with invalidations slower than the bound, nothing may cache"
+
+
+def test_many_processes_make_a_shared_cache_win_on_backend_load():
+    def ranking(processes):
+        return guide.rank(guide.Situation(processes=processes, request_rate=800, max_staleness_s=30), measured())
+
+    one, many = ranking(1), ranking(32)
+    load_one = {e.name: e.backend_qps for e in one.ranked}
+    load_many = {e.name: e.backend_qps for e in many.ranked}
+    assert load_one["Redis"] == pytest.approx(load_one["cachetools TTL"], rel=0.05)  # one copy either way
+    assert load_many["Redis"] < 0.5 * load_many["cachetools TTL"], "32 copies each warm up and hold less"
+    assert one.names().index("cachetools TTL") < one.names().index("Redis"), "one process: the local hit is cheaper"
+    assert many.names().index("Redis") < many.names().index("cachetools TTL"), "32 processes: sharing wins"
+
+
+def test_a_restart_that_must_keep_the_cache_rules_out_in_process_caches():
+    ranking = guide.rank(guide.Situation(survive_restart=True), measured())
+    out = {e.name for e in ranking.ruled_out}
+    assert {"lru_cache", "cachetools TTL"} <= out
+    assert ranking.best.name not in out
+
+
+def test_values_too_large_for_memcached_rule_it_out():
+    ranking = guide.rank(guide.Situation(processes=4, value_bytes=5_000_000, max_staleness_s=60,
+                                         memory_budget_bytes=4e9), measured())
+    reasons = {e.name: "; ".join(e.ruled_out) for e in ranking.ruled_out}
+    assert "memcached" in reasons and "exceed its limit" in reasons["memcached"]
+    assert "Redis" in ranking.names()
+
+
+def test_a_load_one_server_cannot_serve_needs_the_cluster():
+    situation = guide.Situation(processes=16, machines=8, request_rate=40_000, keys=20_000, max_staleness_s=60)
+    busy = guide.rank(situation, measured())
+    assert "Redis Cluster" in busy.names() and "Redis" not in busy.names()
+    assert any("one server" in r for e in busy.ruled_out if e.name == "Redis" for r in e.ruled_out)
+    quiet = guide.rank(guide.Situation(processes=16, machines=8, request_rate=600, max_staleness_s=60), measured())
+    assert "Redis" in quiet.names() and "Redis Cluster" not in quiet.names()
+
+
+def test_the_replay_counts_the_hits_functools_lru_cache_counts():
+    ranks = np.random.default_rng(1).integers(0, 50, size=3000)
+    hits, _ = guide.replay(ranks, 0.001, copies=1, capacity=10, ttl=None)
+
+    @functools.lru_cache(maxsize=10)
+    def f(key):
+        return key
+
+    for key in ranks.tolist():
+        f(key)
+    assert int(hits.sum()) == f.cache_info().hits
+
+
+def test_the_replay_deals_requests_round_robin_and_expires_by_ttl():
+    ranks = np.zeros(10, dtype=int)  # the same key, every 1 s
+    one_copy, _ = guide.replay(ranks, 1.0, copies=1, capacity=5, ttl=None)
+    assert one_copy.sum() == 9
+    two_copies, _ = guide.replay(ranks, 1.0, copies=2, capacity=5, ttl=None)
+    assert two_copies.sum() == 8, "each copy misses the key once"
+    expiring, _ = guide.replay(ranks, 1.0, copies=1, capacity=5, ttl=2.5)
+    assert expiring.tolist() == [False, True, True, False, True, True, False, True, True, False]
+
+
+def test_every_ruled_out_candidate_says_why_and_the_table_lists_all():
+    ranking = guide.rank(guide.Situation(processes=8, max_staleness_s=1), measured())
+    assert all(e.ruled_out for e in ranking.ruled_out)
+    table = ranking.table()
+    for e in [*ranking.ranked, *ranking.ruled_out]:
+        assert e.name in table
+    assert all(math.isfinite(e.latency_ns) for e in ranking.ranked)
+
+
+def test_bad_situations_are_refused():
+    with pytest.raises(ValueError):
+        guide.Situation(processes=0)
+    with pytest.raises(TypeError):
+        guide.Situation(request_rate="fast")
+
+
+@pytest.mark.parametrize(("copies", "capacity", "ttl"), [(1, 40, None), (4, 30, None), (4, 30, 20.0), (8, 500, 5.0)])
+def test_the_model_agrees_with_a_replay_request_by_request(copies, capacity, ttl):
+    situation = guide.Situation(keys=300, request_rate=50, horizon_s=400)
+    ranks = guide.stream(situation, int(situation.request_rate * situation.horizon_s))
+    hits, _ = guide.replay(ranks, 1 / situation.request_rate, copies, capacity, ttl)
+    model = float(guide.popularity(situation) @ guide.model_hit_ratios(situation, copies, capacity, ttl))
+    assert model == pytest.approx(hits.mean(), abs=0.04)
