@@ -1,9 +1,17 @@
 """The few chart types the series needs, in one consistent style, each saved to ``figures/`` as PNG.
 
-* :func:`latency_chart`: cost per operation at each step, log axis, p10-p90 bars.
-* :func:`speedup_chart`: how many times faster than a baseline.
-* :func:`curve_chart`: any family of curves (hit ratio against cache size, keys moved against nodes...).
-* :func:`hit_ratio_chart`: hit ratio against cache size, for one or more policies.
+* :func:`dot_chart`: the cost of each operation as a dot (the median) with a whisker (p10-p90, or min-max
+  when there are too few samples for percentiles), on a log axis whose ticks read in ns, µs, ms or s.
+  A bar's length means nothing on a log axis, so timings that span orders of magnitude are dots.
+* :func:`latency_chart`: the same dot chart under its older name.
+* :func:`speedup_chart`: how many times faster than a baseline, as dots on a log axis.
+* :func:`curve_chart`: any family of curves (hit ratio against cache size, keys moved against nodes...),
+  each curve with its own line style and marker so that none hides another.
+* :func:`hit_ratio_chart`: hit ratio against cache size, for one or more policies, with the ceiling of a
+  cache that starts empty and, given one, Belady's optimal (OPT) curve.
+* :func:`distribution_chart`: empirical CDFs of latencies.
+* :func:`bar_chart`: counts by category, on a linear axis (with ``logy=True`` it draws dots instead).
+* :func:`time_axis`: tick labels in the unit of a time axis (``30 ms``, not ``3x10^7``), for any axis.
 """
 
 from __future__ import annotations
@@ -18,10 +26,10 @@ import matplotlib
 if "ipykernel" not in sys.modules and "MPLBACKEND" not in __import__("os").environ:
     matplotlib.use("Agg")  # scripts and tests draw to files; notebooks keep their inline backend
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import FuncFormatter, PercentFormatter  # noqa: E402
+from matplotlib.ticker import Formatter, FuncFormatter, LogLocator, NullFormatter, PercentFormatter  # noqa: E402
 
 from . import arguments, paths  # noqa: E402
-from .timing import Timing, format_ns  # noqa: E402
+from .timing import Timing, format_factor, format_ns  # noqa: E402
 
 PALETTE = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C",
            "#CCB974", "#64B5CD")
@@ -33,7 +41,57 @@ STYLE = {
 }
 plt.rcParams.update(STYLE)
 
-_ns_formatter = FuncFormatter(lambda v, _pos: format_ns(v, digits=2))
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
+LINESTYLES = ("-", "--", "-.", ":")
+MIN_SAMPLES_FOR_PERCENTILES = 10
+"""Below this many samples a whisker shows the min-max range: p10-p90 of three samples means little."""
+
+
+class TimeFormatter(Formatter):
+    """Tick labels for an axis in nanoseconds, written in the unit their magnitude calls for: ``30 ms``.
+
+    As a minor-tick formatter (``minor=True``) it labels only when the axis spans less than a factor of
+    ``minor_span``, where a log axis has too few major ticks to read; otherwise minor ticks stay unlabelled.
+    """
+
+    def __init__(self, *, digits: int = 2, minor: bool = False, minor_span: float = 30.0):
+        self.digits, self.minor, self.minor_span = digits, minor, minor_span
+
+    def __call__(self, x, pos=None):
+        if self.minor:
+            low, high = sorted(abs(v) for v in self.axis.get_view_interval())
+            if low <= 0 or high / low > self.minor_span:
+                return ""
+        if x == 0:
+            return "0"
+        return format_ns(x, digits=self.digits)
+
+
+def time_axis(ax, which: str = "x"):
+    """Label the ``which`` axis (``"x"`` or ``"y"``) of ``ax`` in time units; the values are nanoseconds.
+
+    Works on linear and log axes; on a log axis spanning less than a decade or so the minor ticks are
+    labelled too, so that the reader never has to decode ``3x10^7``. Returns ``ax``.
+    """
+    if which not in ("x", "y"):
+        raise ValueError(f"which must be 'x' or 'y', not {which!r}")
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    axis.set_major_formatter(TimeFormatter())
+    if axis.get_scale() == "log":
+        axis.set_minor_formatter(TimeFormatter(minor=True))
+    else:
+        axis.set_minor_formatter(NullFormatter())
+    return ax
+
+
+_ns_formatter = FuncFormatter(lambda v, _pos: format_ns(v, digits=2))  # kept for callers that used it
+
+
+factor_text = format_factor  # a ratio to two significant figures: ``330,000x``, ``4.2x``
+
+
+def _plain_number(v, _pos=None) -> str:
+    return f"{v:,.0f}" if v >= 1 else f"{v:g}"
 
 
 def _slug(text: str) -> str:
@@ -59,83 +117,137 @@ def _finish(fig, ax, title, save_as):
     return fig
 
 
-def latency_chart(timings: Sequence[Timing], *, title: str = "Cost per operation",
-                  colors: Mapping[str, str] | None = None, ax=None, save_as: str | None = None,
-                  annotate: bool = True):
-    """Horizontal bars of the median cost of each timing on a log axis, with p10-p90 error bars."""
+def _whisker(t: Timing) -> tuple[float, float, str]:
+    """The low and high ends of a timing's whisker, and what they are."""
+    if t.n >= MIN_SAMPLES_FOR_PERCENTILES:
+        return t.p10, t.p90, "p10-p90"
+    return min(t.samples_ns), max(t.samples_ns), "min-max"
+
+
+def dot_chart(timings: Sequence[Timing], *, title: str | None = "Cost per operation",
+              colors: Mapping[str, str] | None = None, ax=None, save_as: str | None = None,
+              annotate: bool = True, logx: bool = True, xlabel: str | None = None):
+    """One row per timing: a dot at the median and a whisker over the spread, on a log axis by default.
+
+    The whisker is p10-p90 when a timing has at least :data:`MIN_SAMPLES_FOR_PERCENTILES` samples and
+    min-max otherwise (the axis label says which). A timing whose spread marks it noisy
+    (``Timing.noisy``) is drawn hollow and labelled "noisy". Tick labels read in ns, µs, ms or s.
+    ``colors`` maps a timing's name to a colour. ``logx=False`` draws a linear axis from zero.
+    """
     timings = [arguments.instance("each timing", t, Timing) for t in timings]
     if not timings:
-        raise ValueError("latency_chart needs at least one Timing")
+        raise ValueError("dot_chart needs at least one Timing")
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(8, 0.5 * len(timings) + 1.4))
-    names = [t.name for t in timings]
-    med = [t.median for t in timings]
-    low = [t.median - t.p10 for t in timings]
-    high = [t.p90 - t.median for t in timings]
-    y = range(len(timings))
-    color = [(colors or {}).get(n, PALETTE[i % len(PALETTE)]) for i, n in enumerate(names)]
-    ax.barh(y, med, xerr=[low, high], color=color, capsize=3, error_kw={"elinewidth": 1})
-    ax.set_yticks(list(y), names)
-    ax.invert_yaxis()
-    ax.set_xscale("log")
-    ax.xaxis.set_major_formatter(_ns_formatter)
-    ax.set_xlabel("time per operation (median, bars: p10-p90; log scale)")
+    kinds = set()
+    for i, t in enumerate(timings):
+        color = (colors or {}).get(t.name, PALETTE[i % len(PALETTE)])
+        low, high, kind = _whisker(t)
+        kinds.add(kind)
+        ax.plot([low, high], [i, i], color=color, lw=2, solid_capstyle="butt", zorder=2)
+        ax.plot([low, low], [i - 0.15, i + 0.15], color=color, lw=1, zorder=2)
+        ax.plot([high, high], [i - 0.15, i + 0.15], color=color, lw=1, zorder=2)
+        ax.plot([t.median], [i], marker="o", ms=7, color=color, zorder=3, ls="none",
+                markerfacecolor="white" if t.noisy else color, markeredgewidth=1.5)
+    ax.set_yticks(range(len(timings)), [t.name for t in timings])
+    ax.set_ylim(len(timings) - 0.5, -0.5)
+    if logx:
+        ax.set_xscale("log")
+    else:
+        ax.set_xlim(left=0)
+    time_axis(ax, "x")
+    spread = " or ".join(sorted(kinds, reverse=True))
+    ax.set_xlabel(xlabel or f"time per operation (dot: median, whisker: {spread}{'; log scale' if logx else ''})")
     ax.grid(axis="y", visible=False)
     if annotate:
+        highest = max(_whisker(t)[1] for t in timings)
         for i, t in enumerate(timings):
-            ax.text(t.p90 * 1.15, i, format_ns(t.median), va="center", fontsize=9)
-        ax.set_xlim(right=max(t.p90 for t in timings) * 8)
+            label = format_ns(t.median, digits=2) + ("  (noisy)" if t.noisy else "")
+            ax.text(_whisker(t)[1] * 1.15 if logx else _whisker(t)[1] + 0.02 * highest, i, "  " + label,
+                    va="center", fontsize=9)
+        if logx:
+            lowest = min(_whisker(t)[0] for t in timings)
+            ax.set_xlim(lowest / 2, highest * 12)
+        else:
+            ax.set_xlim(0, highest * 1.35)
     return _finish(fig, ax, title, save_as)
 
 
+def latency_chart(timings: Sequence[Timing], *, title: str = "Cost per operation",
+                  colors: Mapping[str, str] | None = None, ax=None, save_as: str | None = None,
+                  annotate: bool = True):
+    """The cost of each timing as a dot and a whisker on a log axis: :func:`dot_chart` under its older name."""
+    timings = [arguments.instance("each timing", t, Timing) for t in timings]
+    if not timings:
+        raise ValueError("latency_chart needs at least one Timing")
+    return dot_chart(timings, title=title, colors=colors, ax=ax, save_as=save_as, annotate=annotate)
+
+
 def speedup_chart(timings: Sequence[Timing], baseline: Timing, *, title: str | None = None,
-                  ax=None, save_as: str | None = None):
-    """How many times faster than ``baseline`` each timing is (log axis), labelled with the factor."""
+                  ax=None, save_as: str | None = None, colors: Mapping[str, str] | None = None):
+    """How many times faster than ``baseline`` each timing is: a dot per timing on a log axis, labelled.
+
+    The speedup is a ratio of medians; a line at 1 marks the baseline. One label per timing, in order.
+    """
     timings = [arguments.instance("each timing", t, Timing) for t in timings]
     arguments.instance("baseline", baseline, Timing)
     if not timings:
         raise ValueError("speedup_chart needs at least one Timing")
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(8, 0.5 * len(timings) + 1.4))
     factors = [t.speedup_over(baseline) for t in timings]
-    y = range(len(timings))
-    ax.barh(y, factors, color=[PALETTE[i % len(PALETTE)] for i in y])
-    ax.set_yticks(list(y), [t.name for t in timings])
-    ax.invert_yaxis()
+    for i, (t, f) in enumerate(zip(timings, factors, strict=True)):
+        color = (colors or {}).get(t.name, PALETTE[i % len(PALETTE)])
+        ax.plot([1, f], [i, i], color=color, lw=0.8, alpha=0.5, zorder=1)
+        ax.plot([f], [i], marker="o", ms=7, color=color, ls="none", zorder=3)
+    ax.set_yticks(range(len(timings)), [t.name for t in timings])
+    ax.set_ylim(len(timings) - 0.5, -0.5)
     ax.set_xscale("log")
     ax.axvline(1, color="black", lw=0.8)
+    ax.xaxis.set_major_locator(LogLocator(base=10, numticks=6))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: _plain_number(v) + "x"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel(f"speedup over '{baseline.name}' (x, log scale)")
     ax.grid(axis="y", visible=False)
     for i, f in enumerate(factors):
-        ax.text(f * 1.1, i, f"{f:,.3g}x", va="center", fontsize=9)
-    ax.set_xlim(right=max(factors + [1]) * 8)
+        ax.text(f * 1.3, i, factor_text(f), va="center", fontsize=9)
+    ax.set_xlim(min(factors + [1]) / 3, max(factors + [1]) * 20)
     return _finish(fig, ax, title or f"Speedup over {baseline.name}", save_as)
 
 
 def curve_chart(x: Sequence[float], curves: Mapping[str, Sequence[float]], *, xlabel: str, ylabel: str,
                 title: str | None = None, logx: bool = False, logy: bool = False, percent: bool = False,
                 ns_axis: bool = False, markers: bool = True, ax=None, save_as: str | None = None,
-                styles: Mapping[str, Mapping] | None = None):
+                styles: Mapping[str, Mapping] | None = None, ns_xaxis: bool = False):
     """One line per entry of ``curves`` over the shared ``x``.
 
-    ``percent=True`` reads y as a fraction and shows percent; ``ns_axis=True`` formats y as durations.
+    Each curve gets its own line style and (with ``markers``) its own marker, so that two curves which
+    coincide both stay visible; ``styles`` maps a label to matplotlib keywords that override them.
+    ``percent=True`` reads y as a fraction and shows percent; ``ns_axis=True`` labels y as durations
+    (nanoseconds) and ``ns_xaxis=True`` does the same for x.
     """
     arguments.instance("curves", curves, Mapping)
     if not curves:
         raise ValueError("curve_chart needs at least one curve")
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots()
-    for label, ys in curves.items():
+    for i, (label, ys) in enumerate(curves.items()):
         if len(ys) != len(x):
             raise ValueError(f"curve {label!r} has {len(ys)} points for {len(x)} x values")
-        kw = {"marker": "o", "ms": 4} if markers else {}
+        kw = {"ls": LINESTYLES[i % len(LINESTYLES)], "color": PALETTE[i % len(PALETTE)]}
+        if markers:
+            kw.update(marker=MARKERS[i % len(MARKERS)], ms=max(3.0, 6.5 - 0.8 * i))
         kw.update((styles or {}).get(label, {}))
         ax.plot(x, ys, label=label, **kw)
     if logx:
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(_plain_number))
     if logy:
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(FuncFormatter(_plain_number))
     if percent:
         ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     if ns_axis:
-        ax.yaxis.set_major_formatter(_ns_formatter)
+        time_axis(ax, "y")
+    if ns_xaxis:
+        time_axis(ax, "x")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if len(curves) > 1:
@@ -143,21 +255,41 @@ def curve_chart(x: Sequence[float], curves: Mapping[str, Sequence[float]], *, xl
     return _finish(fig, ax, title, save_as)
 
 
+CEILING_LABEL = "repeated requests: the ceiling of a cache that starts empty"
+OPT_LABEL = "OPT (Belady): the best any eviction policy can do"
+
+
 def hit_ratio_chart(sizes: Sequence[int], ratios: Mapping[str, Sequence[float]], *,
                     title: str = "Hit ratio against cache size", ceiling: float | None = None,
-                    ax=None, save_as: str | None = None):
-    """Hit ratio (y, percent) against cache size (x, log), one line per policy; ``ceiling`` as a dashed line."""
+                    ax=None, save_as: str | None = None, opt: Sequence[float] | None = None,
+                    ceiling_label: str = CEILING_LABEL, logx: bool = True):
+    """Hit ratio (y, percent) against cache size (x, log unless ``logx=False``), one line per policy.
+
+    ``ceiling`` is drawn as a dashed line: the share of requests that repeat an earlier one, which bounds
+    a cache that starts empty and fills on demand (a warmed cache can beat it; say so in
+    ``ceiling_label`` if yours is another bound). ``opt`` is Belady's optimal hit ratio at each size
+    (:func:`cachelab.policies.belady_curve`), drawn in black: no eviction policy does better on the stream.
+    """
     if len(sizes) == 0:
         raise ValueError("hit_ratio_chart needs at least one cache size")
     arguments.instance("ratios", ratios, Mapping)
-    if any(not 0 <= r <= 1 for ys in ratios.values() for r in ys):
+    all_ratios = [r for ys in ratios.values() for r in ys] + list(opt or [])
+    if any(not 0 <= r <= 1 for r in all_ratios):
         raise ValueError("hit ratios are fractions between 0 and 1")
-    fig = curve_chart(sizes, ratios, xlabel="cache size (entries, log scale)", ylabel="hit ratio",
-                      title=title, logx=True, percent=True, ax=ax)
+    if opt is not None and len(opt) != len(sizes):
+        raise ValueError(f"opt has {len(opt)} points for {len(sizes)} sizes")
+    fig = curve_chart(sizes, ratios, xlabel=f"cache size (entries{', log scale' if logx else ''})",
+                      ylabel="hit ratio", title=title, logx=logx, percent=True, ax=ax)
     ax = fig.axes[0] if ax is None else ax
+    if opt is not None:
+        ax.plot(sizes, opt, color="black", lw=1.6, ls="-", marker="*", ms=7, label=OPT_LABEL, zorder=1)
     if ceiling is not None:
-        ax.axhline(ceiling, ls="--", color="gray", lw=1)
-        ax.text(sizes[0], ceiling, " ceiling: repeated requests", va="bottom", color="gray", fontsize=9)
+        ax.axhline(ceiling, ls="--", color="gray", lw=1, label=ceiling_label, zorder=0)
+    if logx:
+        ax.set_xticks(list(sizes), [_plain_number(v) for v in sizes])
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    if opt is not None or ceiling is not None or len(ratios) > 1:
+        ax.legend(fontsize=8, loc="lower right")
     ax.set_ylim(0, 1.02)
     if save_as:
         save(fig, save_as)
@@ -174,12 +306,13 @@ def distribution_chart(samples: Mapping[str, Iterable[float]], *, title: str = "
         raise ValueError("distribution_chart needs at least one set of samples")
 
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots()
-    for label, values in samples.items():
+    for i, (label, values) in enumerate(samples.items()):
         v = np.sort(np.asarray(list(values), dtype=float))
         if v.size:
-            ax.step(v, np.arange(1, v.size + 1) / v.size, where="post", label=label)
+            ax.step(v, np.arange(1, v.size + 1) / v.size, where="post", label=label,
+                    ls=LINESTYLES[i % len(LINESTYLES)], color=PALETTE[i % len(PALETTE)])
     ax.set_xscale("log")
-    ax.xaxis.set_major_formatter(_ns_formatter)
+    time_axis(ax, "x")
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     ax.set_xlabel("latency per request (log scale)")
     ax.set_ylabel("requests at or below")
@@ -194,7 +327,8 @@ def bar_chart(values: Mapping[str, float] | Mapping[str, Mapping[str, float]], *
     """Bars for categories: ``{category: value}``, or grouped ``{series: {category: value}}``.
 
     For counts by category (keys per node, backend queries per strategy), where a line would suggest an
-    order that is not there. Each bar is labelled with its value unless ``annotate`` is false.
+    order that is not there. Each bar is labelled with its value unless ``annotate`` is false. Bars stand
+    on a linear axis from zero; with ``logy=True`` each value is drawn as a dot instead of a bar.
     """
     arguments.instance("values", values, Mapping)
     if not values:
@@ -207,9 +341,17 @@ def bar_chart(values: Mapping[str, float] | Mapping[str, Mapping[str, float]], *
     for i, (label, data) in enumerate(series.items()):
         xs = [j + (i - (len(series) - 1) / 2) * width for j in range(len(categories))]
         ys = [data.get(c, 0) for c in categories]
-        bars = ax.bar(xs, ys, width=width * 0.95, label=label or None, color=PALETTE[i % len(PALETTE)])
+        color = PALETTE[i % len(PALETTE)]
+        labels = [f"{y:.0%}" if percent else f"{y:,.3g}" for y in ys]
+        if logy:  # a bar's length means nothing on a log axis: a dot marks the value instead
+            ax.plot(xs, ys, ls="none", marker=MARKERS[i % len(MARKERS)], ms=8, color=color, label=label or None)
+            if annotate:
+                for x_, y_, text_ in zip(xs, ys, labels, strict=True):
+                    ax.annotate(text_, (x_, y_), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
+            continue
+        bars = ax.bar(xs, ys, width=width * 0.95, label=label or None, color=color)
         if annotate:
-            ax.bar_label(bars, labels=[f"{y:.0%}" if percent else f"{y:,.3g}" for y in ys], fontsize=8, padding=2)
+            ax.bar_label(bars, labels=labels, fontsize=8, padding=2)
     ax.set_xticks(range(len(categories)), categories)
     ax.set_ylabel(ylabel)
     ax.grid(axis="x", visible=False)

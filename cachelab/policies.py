@@ -10,12 +10,15 @@ for the value; the cache, its eviction and its bookkeeping are the library's own
   ``"TTL"``, ``"TLRU"``), seeded where the policy is random.
 * :func:`replay`: run a stream through a cache, count hits and misses, keep the hit of each request.
 * :func:`hit_ratio_curves`: hit ratio against cache size, one curve per policy, on the same stream.
+* :func:`belady`, :func:`belady_curve`: Belady's optimal replacement (OPT), which knows the future: the
+  most hits any eviction policy can get on a stream, at each size.
 * :func:`most_requested`, :func:`warm`: yesterday's hottest keys, preloaded into today's cache.
 * :func:`cumulative_hit_ratio`, :func:`rolling_hit_ratio`: how the hit ratio evolves along a stream.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 import random
 from collections import Counter
@@ -127,6 +130,62 @@ def hit_ratio_curves(stream: Sequence[Hashable], sizes: Sequence[int],
     return {policy: [float(replay(make_cache(policy, size, seed=seed), stream, keep_flags=True).hit_flags[mask].mean())
                      for size in sizes]
             for policy in policies}
+
+
+def next_use(stream: Sequence[Hashable]) -> list[int]:
+    """For each request ``i``, the position of the next request for the same key (``len(stream)`` if none)."""
+    stream = list(stream)
+    out = [0] * len(stream)
+    upcoming: dict = {}
+    for i in range(len(stream) - 1, -1, -1):
+        out[i] = upcoming.get(stream[i], len(stream))
+        upcoming[stream[i]] = i
+    return out
+
+
+def belady(stream: Iterable[Hashable], maxsize: int, *, keep_flags: bool = False) -> Replay:
+    """Replay ``stream`` through Belady's optimal cache of ``maxsize`` entries (OPT, or MIN).
+
+    Every miss is stored, as every cachetools policy does; when the cache is full, OPT evicts the key
+    whose next request lies farthest in the future (never requested again counts as farthest). No policy
+    that stores every miss can hit more often on the same stream (Belady, IBM Systems Journal 1966;
+    Mattson, Gecsei, Slutz and Traiger 1970 proved it optimal). It needs the whole future, so it is a
+    yardstick for the real policies, not a policy you can run.
+    """
+    maxsize = int(maxsize)
+    if maxsize < 0:
+        raise ValueError(f"maxsize must be >= 0, not {maxsize!r}")
+    stream = list(stream)
+    upcoming = next_use(stream)
+    cached: dict = {}  # key -> position of its next request
+    farthest: list[tuple[int, int, Hashable]] = []  # a max-heap on next use (negated), stale entries skipped
+    hits = 0
+    flags: list[bool] | None = [] if keep_flags else None
+    for i, key in enumerate(stream):
+        hit = key in cached
+        if hit:
+            hits += 1
+        elif maxsize == 0:
+            if flags is not None:
+                flags.append(False)
+            continue
+        elif len(cached) >= maxsize:
+            while True:
+                negated, _, victim = heapq.heappop(farthest)
+                if cached.get(victim) == -negated:  # an entry that is still current
+                    del cached[victim]
+                    break
+        cached[key] = upcoming[i]
+        heapq.heappush(farthest, (-upcoming[i], i, key))
+        if flags is not None:
+            flags.append(hit)
+    return Replay(hits, len(stream) - hits, None if flags is None else np.asarray(flags, dtype=bool))
+
+
+def belady_curve(stream: Sequence[Hashable], sizes: Iterable[int]) -> list[float]:
+    """Belady's optimal hit ratio on ``stream`` at each of ``sizes``: the ceiling of any eviction policy."""
+    stream = list(stream)
+    return [belady(stream, size).hit_ratio for size in sizes]
 
 
 def best_policy(curves: Mapping[str, Sequence[float]], index: int) -> str:

@@ -33,6 +33,9 @@ from . import arguments
 
 _UNITS = (("s", 1e9), ("ms", 1e6), ("µs", 1e3), ("ns", 1.0))
 
+NOISY_SPREAD = 0.3
+"""A timing whose spread, (p90 - p10) / median, exceeds this is noisy: say so when you report it."""
+
 
 def quick_mode() -> bool:
     """True when ``CACHELAB_QUICK`` is set to a true value (1, yes, true)."""
@@ -55,6 +58,13 @@ def format_ns(ns: float, digits: int = 3) -> str:
             value = ns / scale
             return f"{value:.{digits}g} {unit}" if abs(value) < 10 ** digits else f"{value:.0f} {unit}"
     raise AssertionError("unreachable")
+
+
+def format_factor(factor: float) -> str:
+    """A ratio rounded to two significant figures, as a measured ratio should be quoted: ``'330,000x'``, ``'4.2x'``."""
+    factor = arguments.number("factor", factor)
+    rounded = float(f"{factor:.2g}")
+    return f"{rounded:,.0f}x" if abs(rounded) >= 10 else f"{rounded:.2g}x"
 
 
 @dataclass(frozen=True)
@@ -104,6 +114,11 @@ class Timing:
         """(p90 - p10) / median: 0.05 is a quiet machine, above 0.3 a noisy one."""
         return (self.p90 - self.p10) / self.median if self.median else float("nan")
 
+    @property
+    def noisy(self) -> bool:
+        """True when the spread exceeds :data:`NOISY_SPREAD`: the machine was busy while it was measured."""
+        return self.spread > NOISY_SPREAD
+
     def per_second(self) -> float:
         """Operations per second at the median."""
         return 1e9 / self.median
@@ -114,8 +129,9 @@ class Timing:
         return other.median / self.median
 
     def __str__(self) -> str:
+        noisy = f"; noisy: spread {self.spread:.2f}" if self.noisy else ""
         return (f"{self.name}: {format_ns(self.median)} per op "
-                f"(p10-p90 {format_ns(self.p10)} to {format_ns(self.p90)}, n={self.n} x {self.loops} loops)")
+                f"(p10-p90 {format_ns(self.p10)} to {format_ns(self.p90)}, n={self.n} x {self.loops} loops{noisy})")
 
     def _repr_html_(self) -> str:
         return f"<code>{self}</code>"
@@ -295,17 +311,22 @@ def from_samples(name: str, samples_ns: Iterable[float], **meta) -> Timing:
 
 
 def table(timings: Iterable[Timing], baseline: Timing | None = None) -> str:
-    """A plain-text table of timings, with the speedup over ``baseline`` when given."""
+    """A plain-text table of timings, with the speedup over ``baseline`` when given (two significant figures).
+
+    A noisy timing (:attr:`Timing.noisy`) says so at the end of its line.
+    """
     timings = [arguments.instance("each timing", t, Timing) for t in timings]
     if baseline is not None:
         arguments.instance("baseline", baseline, Timing)
     width = max([len(t.name) for t in timings] + [9])
     head = f"{'operation':<{width}}  {'median':>10}  {'p10':>10}  {'p90':>10}"
-    head += "  speedup" if baseline else ""
+    head += "     speedup" if baseline else ""
     lines = [head, "-" * len(head)]
     for t in timings:
         line = f"{t.name:<{width}}  {format_ns(t.median):>10}  {format_ns(t.p10):>10}  {format_ns(t.p90):>10}"
         if baseline:
-            line += f"  {t.speedup_over(baseline):>6.3g}x"
+            line += f"  {format_factor(t.speedup_over(baseline)):>10}"
+        if t.noisy:
+            line += f"  noisy (spread {t.spread:.2f})"
         lines.append(line)
     return "\n".join(lines)

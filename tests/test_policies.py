@@ -172,3 +172,49 @@ def test_cachetools_condition_prevents_a_stampede_and_a_lock_alone_does_not():
 
     assert run(condition=threading.Condition()) == 1
     assert run(lock=threading.Lock()) > 1
+
+
+def _brute_force_opt(stream, maxsize):
+    """The most hits any cache of ``maxsize`` that stores every miss can get: every eviction choice tried."""
+    def best(i, cached):
+        if i == len(stream):
+            return 0
+        key = stream[i]
+        if key in cached:
+            return 1 + best(i + 1, cached)
+        if maxsize == 0:
+            return best(i + 1, cached)
+        if len(cached) < maxsize:
+            return best(i + 1, cached | {key})
+        return max(best(i + 1, (cached - {victim}) | {key}) for victim in cached)
+    return best(0, frozenset())
+
+
+def test_belady_matches_a_brute_force_search_on_small_streams():
+    import random
+
+    rng = random.Random(14)
+    for _ in range(150):
+        stream = [rng.randrange(5) for _ in range(rng.randrange(1, 11))]
+        for maxsize in range(0, 4):
+            assert policies.belady(stream, maxsize).hits == _brute_force_opt(stream, maxsize), (stream, maxsize)
+
+
+def test_belady_evicts_the_key_needed_farthest_in_the_future():
+    # 2 slots, a b then c: a comes back first, so b goes; then a hits and b misses
+    result = policies.belady(["a", "b", "c", "a", "b"], 2, keep_flags=True)
+    assert result.hit_flags.tolist() == [False, False, False, True, False]
+    assert policies.next_use(["a", "b", "a"]) == [2, 3, 3]
+
+
+def test_no_policy_beats_belady_and_belady_reaches_the_ceiling_when_everything_fits():
+    stream = workload.zipf_stream(list(range(300)), 3000, seed=4)
+    sizes = [1, 10, 50, 300]
+    opt = policies.belady_curve(stream, sizes)
+    curves = policies.hit_ratio_curves(stream, sizes, policies.EVICTION_POLICIES)
+    for name, curve in curves.items():
+        assert all(c <= o for c, o in zip(curve, opt, strict=True)), name
+    assert opt == sorted(opt) and opt[-1] == pytest.approx(workload.repeat_fraction(stream))
+    assert opt[1] > curves["LRU"][1] + 0.05, "at a small size OPT should be well above LRU on a Zipf stream"
+    with pytest.raises(ValueError):
+        policies.belady(stream, -1)

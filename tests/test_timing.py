@@ -159,3 +159,22 @@ def test_pick_follows_quick_mode(monkeypatch):
     assert pick(100, 5) == 5
     monkeypatch.setenv("CACHELAB_QUICK", "0")
     assert pick(100, 5) == 100
+
+
+def test_a_timing_whose_spread_is_wide_says_it_is_noisy():
+    from cachelab.timing import NOISY_SPREAD
+
+    quiet = Timing("quiet", tuple(100.0 + i for i in range(11)))
+    busy = Timing("busy", tuple(100.0 * (1 + i / 5) for i in range(11)))
+    assert not quiet.noisy and busy.noisy and busy.spread > NOISY_SPREAD
+    assert "noisy" in str(busy) and "noisy" not in str(quiet)
+    text = table([quiet, busy], baseline=quiet)
+    assert "noisy" in text.splitlines()[-1] and "noisy" not in text.splitlines()[-2]
+
+
+def test_factors_are_quoted_to_two_significant_figures():
+    from cachelab.timing import format_factor
+
+    assert format_factor(1_017_613) == "1,000,000x"
+    assert format_factor(25_388) == "25,000x"
+    assert format_factor(4.04) == "4x" and format_factor(5.43) == "5.4x" and format_factor(0.184) == "0.18x"
