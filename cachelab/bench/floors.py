@@ -37,10 +37,32 @@ class RawRoundTrip:
 
     def __init__(self, host: str, port: int, request: bytes, complete: Callable[[bytes], bool],
                  *, timeout: float = 2.0):
-        self.sock = socket.create_connection((host, port), timeout=timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock = socket.create_connection((host, port), timeout=timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._start(sock, request, complete, owned=True)
+
+    @classmethod
+    def over(cls, sock: socket.socket, request: bytes, complete: Callable[[bytes], bool]) -> RawRoundTrip:
+        """The same, down a socket someone else opened and keeps: a client library's own connection.
+
+        The floor then reaches the server exactly as that client does: through the same connection, so
+        (for memcached) the same worker thread. Each exchange reads its whole reply, so the connection
+        stays in step for the client; :meth:`close` leaves the socket open for its owner.
+        """
+        if not isinstance(sock, socket.socket):
+            raise TypeError(f"sock must be a connected socket, not {type(sock).__name__}")
+        trip = cls.__new__(cls)
+        trip._start(sock, request, complete, owned=False)
+        return trip
+
+    def _start(self, sock: socket.socket, request: bytes, complete: Callable[[bytes], bool], *, owned: bool) -> None:
+        self.sock, self._owned = sock, owned
         self.request = request
-        self.reply = self._exchange_until(request, complete)
+        try:
+            self.reply = self._exchange_until(request, complete)
+        except BaseException:
+            self.close()
+            raise
         self._buffer = bytearray(len(self.reply))
         self._view = memoryview(self._buffer)
 
@@ -70,7 +92,9 @@ class RawRoundTrip:
             got += n
 
     def close(self) -> None:
-        self.sock.close()
+        """Close the connection if this object opened it (one given to :meth:`over` stays open)."""
+        if self._owned:
+            self.sock.close()
 
 
 def _resp_line_complete(data: bytes) -> bool:
@@ -92,7 +116,12 @@ def _memcached_get_complete(data: bytes) -> bool:
 
 
 def raw_redis_get(url: str, key: str, *, timeout: float = 2.0) -> RawRoundTrip:
-    """A :class:`RawRoundTrip` doing ``GET key`` on the Redis at ``url`` (after AUTH and SELECT)."""
+    """A :class:`RawRoundTrip` doing ``GET key`` on the Redis at ``url`` (after AUTH and SELECT).
+
+    A connection of its own is the same placement as a client's: Redis runs every command of every
+    connection on its one main thread (``io-threads`` is 1 by default, and even with I/O threads the
+    commands run on the main thread).
+    """
     parts = urllib.parse.urlsplit(url)
     if parts.scheme != "redis":
         raise ValueError(f"a raw socket speaks plain redis:// only, not {parts.scheme}://")
@@ -121,9 +150,20 @@ def raw_redis_get(url: str, key: str, *, timeout: float = 2.0) -> RawRoundTrip:
         raise
 
 
-def raw_memcached_get(node: tuple[str, int], key: str, *, timeout: float = 2.0) -> RawRoundTrip:
-    """A :class:`RawRoundTrip` doing ``get key`` on one memcached node."""
-    trip = RawRoundTrip(node[0], node[1], f"get {key}\r\n".encode(), _memcached_get_complete, timeout=timeout)
+def raw_memcached_get(node: tuple[str, int], key: str, *, timeout: float = 2.0,
+                      over: socket.socket | None = None) -> RawRoundTrip:
+    """A :class:`RawRoundTrip` doing ``get key`` on one memcached node.
+
+    ``over``: a socket already connected to that node to send it down, such as a pymemcache ``Client``'s
+    ``sock``. memcached hands each new connection to its next worker thread in turn (``-t`` threads,
+    round robin: ``select_thread_round_robin`` in its ``thread.c``), and that thread serves the connection
+    for its whole life; a floor on a connection of its own may be served by another thread, on another CPU.
+    """
+    request = f"get {key}\r\n".encode()
+    if over is None:
+        trip = RawRoundTrip(node[0], node[1], request, _memcached_get_complete, timeout=timeout)
+    else:
+        trip = RawRoundTrip.over(over, request, _memcached_get_complete)
     if not trip.reply.startswith(b"VALUE "):
         trip.close()
         raise ConnectionError(f"get {key} returned {trip.reply[:60]!r}")
@@ -134,7 +174,9 @@ def redis_benchmark_get(url: str, key: str, *, requests: int, runs: int, timeout
     """Per-request time of ``redis-benchmark -c 1 -n requests GET key``, one sample per run.
 
     With one connection each request waits for the previous reply, so ``1 / requests-per-second`` is
-    the time of one round trip as Redis's own C client sees it.
+    the time of one round trip as Redis's own C client sees it. Started from this process, it runs where
+    this process may run: a child inherits its parent's CPU affinity, and keeps it across ``execve``
+    (``sched_setaffinity(2)``), so with the client pinned, ``redis-benchmark`` runs on the client's CPU.
     """
     exe = shutil.which("redis-benchmark")
     if exe is None:
@@ -171,7 +213,4 @@ def redis_benchmark_version() -> str | None:
         return None
     out = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=10).stdout
     return out.strip() or None
-
-
-# --------------------------------------------------------------------------- CPU placement
 
