@@ -5,7 +5,55 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Pinning:
+    """The CPU the client is pinned to and the CPU the servers are pinned to (the same one for ``--pin``)."""
+
+    client_cpu: int
+    server_cpu: int
+
+    @property
+    def one_cpu(self) -> bool:
+        return self.client_cpu == self.server_cpu
+
+    def describe(self) -> str:
+        if self.one_cpu:
+            return f"Pinned to CPU {self.client_cpu}: the client and the servers on one CPU."
+        return f"Pinned: the client on CPU {self.client_cpu}, the servers on CPU {self.server_cpu}."
+
+    def to_dict(self) -> dict:
+        return {"client_cpu": self.client_cpu, "server_cpu": self.server_cpu}
+
+
+def default_pinning(allowed: Iterable[int]) -> Pinning:
+    """The default placement over the CPUs this process may use (``os.sched_getaffinity(0)``).
+
+    With two or more, the client on the first and the servers on the second: each keeps a CPU of its own,
+    and no run depends on where the scheduler happened to put them. With one, everything shares it.
+    """
+    cpus = sorted(set(allowed))
+    if not cpus:
+        raise ValueError("no CPU to run on")
+    return Pinning(cpus[0], cpus[1] if len(cpus) > 1 else cpus[0])
+
+
+def choose_pinning(pin: int | None, no_pin: bool, allowed: Iterable[int]) -> Pinning | None:
+    """What ``--pin CPU`` / ``--no-pin`` / neither (the default) mean, over the CPUs in ``allowed``."""
+    allowed = set(allowed)
+    if pin is not None and no_pin:
+        raise ValueError("--pin and --no-pin contradict each other: give one of them")
+    if no_pin:
+        return None
+    if pin is None:
+        return default_pinning(allowed)
+    if isinstance(pin, bool) or not isinstance(pin, int) or pin not in allowed:
+        raise ValueError(f"--pin takes a CPU this process may use, one of {sorted(allowed)}; got {pin!r}")
+    return Pinning(pin, pin)
 
 
 def thread_stats(pid: int) -> dict[int, tuple[int, int]]:
@@ -95,18 +143,28 @@ def restore_affinity(previous: dict[int, set[int]]) -> None:
             os.sched_setaffinity(tid, cpus)
 
 
-def describe_placement(placement: dict, pinned: int | None) -> str:
-    """One sentence per process: where it could run and where it ran."""
+def describe_placement(placement: dict, pinning: Pinning | None) -> str:
+    """The pinning, then one sentence per process: where it could run and where it ran."""
     def where(p):
         if not p or p.get("allowed_cpus") is None:
             return "not visible from here (remote, or in a container)"
         return (f"may run on CPUs {p['allowed_cpus']}, its {p['busy_threads']} busy thread(s) last ran on "
                 f"{p['busy_threads_ran_on']}")
 
-    head = f"Pinned to CPU {pinned}." if pinned is not None else "Not pinned (the scheduler placed everything)."
+    head = pinning.describe() if pinning is not None else "Not pinned (--no-pin: the scheduler placed everything)."
     parts = [f"{name} ({where(p)})" for name, p in placement.items()]
     return head + (" " + "; ".join(parts) + "." if parts else "")
 
 
-# --------------------------------------------------------------------------- the measurements
 
+def off_pinning(placement: dict, pinning: Pinning | None) -> list[str]:
+    """A sentence for each process whose busy threads ran on a CPU other than the one it was pinned to."""
+    if pinning is None:
+        return []
+    out = []
+    for name, p in placement.items():
+        wanted = pinning.client_cpu if name == "client" else pinning.server_cpu
+        ran = (p or {}).get("busy_threads_ran_on") or []
+        if any(cpu != wanted for cpu in ran):
+            out.append(f"{name} was pinned to CPU {wanted} but its busy threads ran on {ran}.")
+    return out

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..timing import Timing, format_ns
-from .placement import describe_placement
+from .placement import Pinning, describe_placement, off_pinning
 
 PREFIX = f"cachelab:bench-{os.getpid()}:"  # one per run: two runs on the same servers never meet
 KEY_TTL = 600  # seconds: a run that dies before its cleanup leaves nothing behind for long
@@ -65,12 +65,17 @@ class Settings:
 
 @dataclass
 class Row:
-    """One measured layer: its timing and the floors it is compared with (none for a floor itself)."""
+    """One measured layer: its timing and the floors it is compared with (none for a floor itself).
+
+    ``bound=False`` says the row may legitimately come out below its floors: a second floor compared with
+    the first (``redis-benchmark``, a C client, against the raw socket driven from Python).
+    """
 
     group: str
     timing: Timing
     floors: tuple[str, ...] = ()
     note: str = ""
+    bound: bool = True
 
     @property
     def name(self) -> str:
@@ -80,14 +85,30 @@ class Row:
     def is_floor(self) -> bool:
         return not self.floors
 
+    @property
+    def batch(self) -> int:
+        """Keys per operation: a batch row's time is per key, and is meant to come out below its floor."""
+        return int(self.timing.meta.get("batch", 1))
+
+    @property
+    def bounded_by(self) -> tuple[str, ...]:
+        """The floors this row cannot beat: all of them for one operation, none for a batch (per key) or
+        for a row that is not ``bound``."""
+        return self.floors if self.bound and self.batch == 1 else ()
+
 
 @dataclass
 class Report:
-    """Everything one run measured, with the placement of the processes and the verdicts."""
+    """Everything one run measured, with the placement of the processes and the verdicts.
+
+    A floor that comes out above a layer it bounds is a fault of the measurement, not a result: measured
+    over the same connection, server thread and CPUs, no layer can beat it, so the two were measured under
+    different conditions. Such a pair gets no ratio (:meth:`faults` lists them), and its target no verdict.
+    """
 
     rows: list[Row]
     placement: dict
-    pinned: int | None
+    pinning: Pinning | None
     settings: Settings
     environment: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -105,12 +126,28 @@ class Report:
         except KeyError:
             return None
 
+    def is_fault(self, name: str, floor: str) -> bool:
+        """Whether ``floor``, which bounds row ``name``, came out above it."""
+        try:
+            row = self.row(name)
+        except KeyError:
+            return False
+        ratio = self.ratio(name, floor)
+        return floor in row.bounded_by and ratio is not None and ratio < 1
+
+    def faults(self) -> list[dict]:
+        """Every floor that came out above a layer it bounds, with both medians."""
+        return [{"row": r.name, "floor": f, "row_median_ns": r.timing.median,
+                 "floor_median_ns": self.row(f).timing.median}
+                for r in self.rows for f in r.bounded_by if self.is_fault(r.name, f)]
+
     def targets(self) -> list[dict]:
         out = []
         for name, floor, limit in TARGETS:
             ratio = self.ratio(name, floor)
-            out.append({"row": name, "floor": floor, "within": limit, "ratio": ratio,
-                        "met": None if ratio is None else ratio <= limit})
+            fault = self.is_fault(name, floor)
+            out.append({"row": name, "floor": floor, "within": limit, "ratio": None if fault else ratio,
+                        "fault": fault, "met": None if ratio is None or fault else ratio <= limit})
         return out
 
     def noisy_rows(self) -> list[str]:
@@ -137,7 +174,8 @@ class Report:
                 if r.is_floor:
                     ratios = "floor"
                 else:
-                    ratios = ", ".join(f"{self.ratio(r.name, f):,.3g}x {f}" for f in r.floors
+                    ratios = ", ".join(f"FAULT: {f} came out above it" if self.is_fault(r.name, f)
+                                       else f"{self.ratio(r.name, f):,.3g}x {f}" for f in r.floors
                                        if self.ratio(r.name, f) is not None)
                 lines.append(f"{r.name:<{width}}  {format_ns(t.median):>9}  {spread:>21}  {ratios}")
         return "\n".join(lines)
@@ -146,7 +184,10 @@ class Report:
         """The targets met or missed, the placement and the noise verdict, in sentences."""
         lines = []
         for t in self.targets():
-            if t["ratio"] is None:
+            if t["fault"]:
+                lines.append(f"Target {t['row']} within {t['within']:g}x of {t['floor']}: no verdict, "
+                             "the floor came out above the layer (see the measurement fault below).")
+            elif t["ratio"] is None:
                 lines.append(f"Target {t['row']} within {t['within']:g}x of {t['floor']}: not measured.")
             else:
                 verdict = "met" if t["met"] else "MISSED"
@@ -156,7 +197,14 @@ class Report:
                 if t["row"] == REDIS_PY and not t["met"] and single is not None:
                     lines.append(f"  With one connection instead of the pool, redis-py is {single:.2f}x: borrowing a "
                                  "connection and returning it (a lock, a poll of the socket, counters) costs the rest.")
-        lines.append(describe_placement(self.placement, self.pinned))
+        for f in self.faults():
+            lines.append(f"MEASUREMENT FAULT: {f['floor']} ({format_ns(f['floor_median_ns'])}) came out above "
+                         f"{f['row']} ({format_ns(f['row_median_ns'])}), a layer it bounds. Over the same "
+                         "connection, server thread and CPUs no layer beats its floor, so the two caught different "
+                         "conditions (a busy neighbour, a process moved between CPUs) and this run gives no ratio "
+                         "for them. Rerun pinned (the default, without --no-pin) on a quieter machine.")
+        lines.append(describe_placement(self.placement, self.pinning))
+        lines.extend(off_pinning(self.placement, self.pinning))
         worst = max(self.rows, key=lambda r: r.timing.spread)
         load = self.environment.get("loadavg_before")
         cpus = self.environment.get("cpus") or 1
@@ -165,7 +213,8 @@ class Report:
         if self.noisy:
             lines.append(f"Noisy run: {len(self.noisy_rows())} of {len(self.rows)} rows spread by more than "
                          f"{NOISY_SPREAD:.0%} of their median over the repeats (widest: {worst.name}, "
-                         f"{worst.timing.spread:.0%}).{busy} Rerun on a quieter machine, or with --pin.")
+                         f"{worst.timing.spread:.0%}).{busy} Rerun on a quieter machine"
+                         + (", pinned (without --no-pin)." if self.pinning is None else "."))
         else:
             lines.append(f"Quiet run: every row's repeats spread by at most {worst.timing.spread:.0%} of its "
                          f"median (widest: {worst.name}).{busy}")
@@ -175,16 +224,15 @@ class Report:
     def to_dict(self) -> dict:
         rows = []
         for r in self.rows:
+            faults = [f for f in r.floors if self.is_fault(r.name, f)]
             rows.append({"group": r.group, "floors": list(r.floors), "note": r.note,
-                         "ratios": {f: self.ratio(r.name, f) for f in r.floors},
-                         "spread": r.timing.spread, **r.timing.to_dict()})
-        return {"quick": self.settings.quick, "pinned_cpu": self.pinned, "noisy": self.noisy,
-                "noisy_rows": self.noisy_rows(), "noisy_spread": NOISY_SPREAD, "targets": self.targets(),
-                "placement": self.placement, "notes": self.notes, "environment": self.environment,
-                "rows": rows}
-
-
-# --------------------------------------------------------------------------- raw-socket floors
+                         "ratios": {f: None if f in faults else self.ratio(r.name, f) for f in r.floors},
+                         "faults": faults, "spread": r.timing.spread, **r.timing.to_dict()})
+        return {"quick": self.settings.quick,
+                "pinning": self.pinning.to_dict() if self.pinning is not None else None,
+                "faults": self.faults(), "noisy": self.noisy, "noisy_rows": self.noisy_rows(),
+                "noisy_spread": NOISY_SPREAD, "targets": self.targets(), "placement": self.placement,
+                "notes": self.notes, "environment": self.environment, "rows": rows}
 
 
 def save(report: Report, out_dir: Path) -> tuple[Path, Path]:
