@@ -18,7 +18,7 @@ GROUPS = ("in-process", "disk", "network")
 GROUP_COLORS = {"in-process": "#4C72B0", "disk": "#DD8452", "network": "#55A868"}
 FLOOR_COLOR = "#8C8C8C"
 
-# Row names, used as keys in results.json: change them and the README's reference table together.
+# Row names, used as keys in results.json (readers of the file look rows up by them): rename with care.
 DICT = "dict lookup"
 LRU = "functools.lru_cache hit"
 CT_MAPPING = "cachetools LRUCache[key]"
