@@ -42,7 +42,7 @@ test-fast: $(STAMP) ## the unit tests only: no servers, no notebooks, no browser
 	@$(PY) -m cachelab data > /dev/null
 	$(PY) -m pytest -m unit -q
 
-bench: setup ## each caching layer next to its floor: table, build/bench/ (BENCH_ARGS="--pin 0" pins to a CPU)
+bench: setup ## each caching layer next to its floor, client and servers pinned apart (BENCH_ARGS="--pin CPU" or "--no-pin")
 	$(PY) -m cachelab with-servers -- $(PY) -m cachelab bench $(BENCH_ARGS)
 
 refresh: setup ## re-execute the committed notebooks in place (full measurements) for a reference run
