@@ -1,0 +1,141 @@
+"""Freshness under writes: a writer changes answers at a fixed rate while a checker reads them back.
+
+Each write records one flight on a route through ``POST /flights``, which adds one to that route's
+``flights`` count. Once the write's answer has come back, the row is committed: any read *sent* after
+that moment must see it. A read whose ``flights`` is lower is **stale**, and its **age** is the time
+since the first write it misses was committed. Reads sent while a write is in flight are judged
+only against the writes committed before they were sent.
+
+:class:`Writer` and :class:`Checker` send a request every ``1/rate`` seconds, on schedule, from a background
+thread while their :meth:`~_Paced.running` block lasts; :func:`staleness` compares their logs.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+from .wrk import route_path
+
+TIMEOUT = 5.0  # seconds for one request of the writer or the checker
+
+
+class _Paced:
+    """Calls :meth:`once` ``rate`` times a second, on schedule, in a background thread while :meth:`running`."""
+
+    def __init__(self, base_url: str, routes: Sequence, rate: float):
+        if not routes:
+            raise ValueError("routes must not be empty")
+        if not rate > 0:
+            raise ValueError("rate must be positive")
+        self.base_url, self.routes, self.rate = base_url, list(routes), float(rate)
+        self.log: list = []
+        self.errors: list = []
+        self._i = 0
+
+    def _loop(self, halt: threading.Event) -> None:
+        start, n = time.monotonic(), 0
+        while not halt.is_set():
+            try:
+                self.once(self.routes[self._i % len(self.routes)])
+            except (OSError, ValueError) as exc:  # a refused or slow request is a result, not a crash
+                self.errors.append(repr(exc))
+            self._i += 1
+            n += 1
+            halt.wait(max(0.0, start + n / self.rate - time.monotonic()))
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[_Paced]:
+        """Run in the background for the length of the block (its log goes on from the previous block)."""
+        halt = threading.Event()
+        thread = threading.Thread(target=self._loop, args=(halt,), daemon=True, name=f"cachelab-{type(self).__name__}")
+        thread.start()
+        try:
+            yield self
+        finally:
+            halt.set()
+            thread.join(TIMEOUT + 1)
+
+
+class Writer(_Paced):
+    """``POST /flights`` on each route in turn; logs ``(route, sent, committed)`` for every 201."""
+
+    def once(self, route) -> None:
+        body = json.dumps({"origin": route.origin, "dest": route.dest, "month": route.month,
+                           "arr_delay": 15.0}).encode()
+        request = urllib.request.Request(self.base_url + "/flights", data=body, method="POST",
+                                         headers={"Content-Type": "application/json"})
+        sent = time.monotonic()
+        try:
+            with urllib.request.urlopen(request, timeout=TIMEOUT) as response:  # noqa: S310 - our own server
+                response.read()
+                status = response.status
+        except urllib.error.HTTPError as error:
+            status = error.code
+        if status == 201:
+            self.log.append((route, sent, time.monotonic()))
+        else:
+            self.errors.append(f"POST /flights answered {status}")
+
+
+class Checker(_Paced):
+    """``GET`` each route in turn; logs ``(route, sent, flights in the answer)``."""
+
+    def once(self, route) -> None:
+        sent = time.monotonic()
+        try:
+            with urllib.request.urlopen(self.base_url + route_path(route), timeout=TIMEOUT) as response:  # noqa: S310
+                answer = json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            self.errors.append(f"GET {route_path(route)} answered {error.code}")
+            return
+        self.log.append((route, sent, int(answer["flights"])))
+
+
+@dataclass(frozen=True)
+class Staleness:
+    """What the checker saw: reads, stale reads, and the ages (s) of the stale ones."""
+
+    checks: int
+    stale: int
+    ages: tuple[float, ...]
+    writes: int
+
+    @property
+    def fraction(self) -> float:
+        return self.stale / self.checks if self.checks else 0.0
+
+    @property
+    def max_age(self) -> float:
+        return max(self.ages, default=0.0)
+
+    def to_dict(self) -> dict:
+        return {"checks": self.checks, "stale": self.stale, "fraction": self.fraction, "writes": self.writes,
+                "max_age_s": self.max_age, "ages_s": list(self.ages)}
+
+
+def staleness(base: Mapping, writes: Sequence, checks: Sequence) -> Staleness:
+    """Judge every check against the writes committed before it was sent.
+
+    ``base`` maps each route to its ``flights`` before the first write; ``writes`` are ``(route, sent,
+    committed)`` and ``checks`` ``(route, sent, flights)``, as :class:`Writer` and :class:`Checker` log them.
+    """
+    committed: dict = {}
+    for route, _sent, done in sorted(writes, key=lambda w: w[2]):
+        committed.setdefault(route, []).append(done)
+    stale, ages = 0, []
+    for route, sent, flights in checks:
+        times = committed.get(route, [])
+        seen_by_then = bisect.bisect_right(times, sent)  # writes committed before the read was sent
+        reflected = flights - base[route]
+        if reflected < seen_by_then:
+            stale += 1
+            ages.append(sent - times[max(0, reflected)])
+    return Staleness(len(checks), stale, tuple(ages), len(writes))

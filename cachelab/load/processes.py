@@ -1,0 +1,54 @@
+"""Running a load generator as a child process: pinned to CPUs, bounded in time, never left behind."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+
+
+def _child_setup(cpus: tuple[int, ...] | None):
+    def setup() -> None:  # pragma: no cover - runs in the child between fork and exec
+        if sys.platform.startswith("linux"):
+            with contextlib.suppress(Exception):
+                ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+    return setup
+
+
+def run_pinned(command: Sequence[str], *, cpus: Sequence[int] | None = None, timeout: float,
+               env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run ``command`` to completion on ``cpus`` (like ``taskset``), in its own process group.
+
+    Past ``timeout`` seconds the whole group is killed and ``subprocess.TimeoutExpired`` raised; a
+    non-zero exit raises ``subprocess.CalledProcessError``. On Linux the child also dies with this process.
+    """
+    cpus = tuple(cpus) if cpus else None
+    process = subprocess.Popen(list(command), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               env=dict(env) if env is not None else None, preexec_fn=_child_setup(cpus))
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        raise
+    if process.returncode != 0:
+        raise subprocess.CalledProcessError(process.returncode, command, stdout, stderr)
+    return subprocess.CompletedProcess(command, 0, stdout, stderr)
+
+
+def pin(pid: int, cpus: Sequence[int] | None) -> list[int] | None:
+    """Restrict a running process (one this project started) to ``cpus``; returns where it may run now."""
+    if cpus and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(pid, set(cpus))
+    try:
+        return sorted(os.sched_getaffinity(pid))
+    except (OSError, AttributeError):
+        return None

@@ -1,0 +1,184 @@
+"""The web app of notebook 07 through Flask's test client, and the parsing of what its load generators print."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from cachelab import webapp
+from cachelab.data import FlightService, copy_database
+from cachelab.load import freshness, k6, placement, wrk
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(scope="module")
+def client():
+    return webapp.create_app("none").test_client()
+
+
+@pytest.fixture(scope="module")
+def truth():
+    with FlightService() as service:
+        return service.route_delay("JFK", "LAX", 7)
+
+
+def test_delay_answers_what_the_database_answers(client, truth):
+    response = client.get("/delay/JFK/LAX/7")
+    assert response.status_code == 200
+    assert response.get_json() == truth
+
+
+@pytest.mark.parametrize("path, words", [
+    ("/delay/JFK/XXX/7", "unknown airport 'XXX'"), ("/delay/xyz/LAX/7", "unknown airport 'xyz'"),
+    ("/delay/JFK/LAX/13", "month must be 1 to 12"), ("/delay/JFK/LAX/0", "month must be 1 to 12"),
+    ("/delay/JFK/LAX/july", "month must be 1 to 12"), ("/delay/JFK/LAX/-1", "month must be 1 to 12"),
+])
+def test_bad_routes_are_a_400_with_a_json_error(client, path, words):
+    response = client.get(path)
+    assert response.status_code == 400
+    assert words in response.get_json()["error"]
+
+
+@pytest.mark.parametrize("body", [
+    b"{not json", b"[1, 2]", b'"a string"', json.dumps({"origin": "JFK"}).encode(),
+    json.dumps({"origin": "JFK", "dest": "LAX", "month": 13, "arr_delay": 5}).encode(),
+    json.dumps({"origin": "JFK", "dest": "LAX", "month": "7", "arr_delay": 5}).encode(),
+    json.dumps({"origin": "JFK", "dest": "LAX", "month": True, "arr_delay": 5}).encode(),
+    json.dumps({"origin": "JFK", "dest": "LAX", "month": 7, "arr_delay": "late"}).encode(),
+    b'{"origin": "JFK", "dest": "LAX", "month": 7, "arr_delay": NaN}',
+    json.dumps({"origin": "JFK", "dest": "LAX", "month": 7, "arr_delay": 1e9}).encode(),
+    json.dumps({"origin": 1, "dest": "LAX", "month": 7, "arr_delay": 5}).encode(),
+])
+def test_bad_writes_are_a_400_with_a_json_error(client, body):
+    response = client.post("/flights", data=body, content_type="application/json")
+    assert response.status_code == 400
+    assert response.get_json()["error"]
+
+
+def test_a_write_to_a_read_only_server_is_refused_with_a_400(client):
+    body = {"origin": "JFK", "dest": "LAX", "month": 7, "arr_delay": 5}
+    response = client.post("/flights", json=body)
+    assert response.status_code == 400 and "read-only" in response.get_json()["error"]
+
+
+def test_unknown_paths_and_methods_answer_json(client):
+    assert client.get("/nope").status_code == 404 and client.get("/nope").get_json()["error"]
+    assert client.delete("/delay/JFK/LAX/7").status_code == 405
+
+
+def test_floor_health_and_stats(client):
+    assert client.get("/floor").status_code == 200
+    health = client.get("/health").get_json()
+    assert health["ok"] and health["mode"] == "none"
+    before = client.get("/stats").get_json()
+    client.get("/delay/JFK/LAX/7")
+    after = client.get("/stats").get_json()
+    assert after["requests"] == before["requests"] + 1
+    assert after["misses"] == before["misses"] + 1 and after["backend_queries"] == before["backend_queries"] + 1
+
+
+@pytest.mark.parametrize("mode", ["lru", "ttl"])
+def test_local_caches_hit_on_the_second_read(mode, truth):
+    client = webapp.create_app(mode).test_client()
+    first, second = client.get("/delay/JFK/LAX/7").get_json(), client.get("/delay/JFK/LAX/7").get_json()
+    assert first == second == truth
+    stats = client.get("/stats").get_json()
+    assert (stats["hits"], stats["misses"], stats["backend_queries"]) == (1, 1, 1)
+
+
+def test_a_write_changes_the_answer_and_what_each_local_mode_does_about_it(tmp_path):
+    db = copy_database(tmp_path / "flights.sqlite")
+    body = {"origin": "JFK", "dest": "LAX", "month": 7, "arr_delay": 30}
+    seen = {}
+    for mode in ("none", "lru", "ttl"):
+        client = webapp.create_app(mode, db_path=str(db)).test_client()
+        before = client.get("/delay/JFK/LAX/7").get_json()["flights"]
+        response = client.post("/flights", json=body)
+        assert response.status_code == 201 and response.get_json()["recorded"]["arr_delay"] == 30
+        seen[mode] = client.get("/delay/JFK/LAX/7").get_json()["flights"] - before
+    # none reads the database; ttl drops this worker's copy; lru_cache cannot drop one key: stale
+    assert seen == {"none": 1, "lru": 0, "ttl": 1}
+
+
+def test_warm_fills_the_local_cache_from_one_query():
+    app = webapp.create_app("lru", warm=True)
+    client = app.test_client()
+    client.get("/delay/JFK/LAX/7")
+    stats = client.get("/stats").get_json()
+    assert stats["hits"] == 1 and stats["backend_queries"] == 0
+    assert stats["cache"]["currsize"] > 1000
+
+
+def test_settings_refuse_what_cannot_work():
+    with pytest.raises(ValueError, match="unknown cache mode"):
+        webapp.Settings(mode="fast")
+    with pytest.raises(ValueError, match="Redis URL"):
+        webapp.Settings(mode="redis")
+    with pytest.raises(ValueError, match="memcached nodes"):
+        webapp.Settings(mode="memcached")
+    env = {"CACHELAB_WEB_MODE": "memcached", "CACHELAB_WEB_MEMCACHED": "127.0.0.1:1, 127.0.0.1:2",
+           "CACHELAB_WEB_TTL": "2.5"}
+    settings = webapp.Settings.from_environment(env)
+    assert settings.memcached == (("127.0.0.1", 1), ("127.0.0.1", 2)) and settings.ttl == 2.5
+
+
+def test_counters_files_are_read_back_by_pid(tmp_path):
+    counters = webapp.Counters(str(tmp_path))
+    counters.add("requests", 3)
+    counters.add("hits")
+    found = webapp.read_counters(tmp_path)
+    assert list(found.values()) == [{**dict.fromkeys(webapp.COUNTERS, 0), "requests": 3, "hits": 1}]
+
+
+def test_wrk_result_line_is_parsed():
+    line = ('cachelab-wrk {"requests":1200,"duration_us":2000000,"bytes":99,"errors":{"connect":0,"read":0,'
+            '"write":0,"status":2,"timeout":1},"latency_us":{"min":100,"max":9000,"mean":500,"stdev":50,'
+            '"p50":450,"p75":600,"p90":800,"p99":2000,"p99.9":8000}}')
+    result = wrk.parse_output("Running 2s test\n" + line + "\n", connections=8)
+    assert result.requests_per_second == 600 and result.non_2xx == 2 and result.socket_errors == 1
+    assert result.percentile_ms(99) == 2.0
+    with pytest.raises(wrk.WrkError, match="no result line"):
+        wrk.parse_output("Running 2s test\n", connections=8)
+
+
+def test_write_paths_writes_one_path_a_line(tmp_path):
+    with FlightService() as service:
+        routes = service.routes()[:2]
+    path = wrk.write_paths(tmp_path / "p.txt", [*routes, "/floor"])
+    assert path.read_text().splitlines() == [wrk.route_path(routes[0]), wrk.route_path(routes[1]), "/floor"]
+    with pytest.raises(ValueError):
+        wrk.write_paths(tmp_path / "empty.txt", [])
+
+
+def test_k6_summary_is_parsed_per_stage():
+    metrics = {"http_req_duration{scenario:stage0}": {"values": {"med": 1.5, "p(90)": 2.0, "p(99)": 9.0,
+                                                                 "max": 12.0, "avg": 1.7}},
+               "http_reqs{scenario:stage0}": {"values": {"count": 40}},
+               "http_req_failed{scenario:stage0}": {"values": {"passes": 0, "fails": 40}},
+               "dropped_iterations{scenario:stage0}": {"values": {"count": 3}}}
+    (stage,) = k6.parse_summary({"metrics": metrics}, [(20, 2)])
+    assert (stage.achieved, stage.failed, stage.dropped, stage.latency_ms["p99"]) == (20, 0, 3, 9.0)
+
+
+def test_placement_gives_the_generator_a_cpu_of_its_own():
+    two = placement.plan((0, 1))
+    assert two.generator == (1,) and two.servers == (0,) and two.separate
+    one = placement.plan((3,))
+    assert one.generator == one.servers == (3,) and not one.separate
+    assert placement.plan().cpus == placement.available_cpus()
+
+
+def test_staleness_judges_each_read_against_the_writes_committed_before_it():
+    route = "r"
+    writes = [(route, 0.9, 1.0), (route, 1.9, 2.0)]  # committed at t = 1 and t = 2
+    checks = [(route, 0.5, 10),  # before any write: fresh
+              (route, 1.5, 10),  # misses the first write: stale, age 0.5
+              (route, 1.5, 11),  # has it: fresh
+              (route, 1.95, 11),  # the second write is not committed yet when sent: fresh
+              (route, 3.0, 10)]  # misses both: stale since the first, age 2.0
+    found = freshness.staleness({route: 10}, writes, checks)
+    assert (found.checks, found.stale, found.writes) == (5, 2, 2)
+    assert [round(a, 6) for a in found.ages] == [0.5, 2.0] and math.isclose(found.fraction, 0.4)
