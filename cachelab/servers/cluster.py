@@ -576,7 +576,15 @@ def connect_cluster(*, start: bool = True) -> Cluster:
         return Cluster([(parts["host"], parts["port"])], password=parts["password"], username=username,
                        source="environment", owned=False)
     password = config.redis_password()
-    if _cluster_ok("127.0.0.1", COMPOSE_CLUSTER_PORTS[0], password):
+    if probes.redis_ping("127.0.0.1", COMPOSE_CLUSTER_PORTS[0], password):  # the compose cluster, maybe forming
+        deadline = time.monotonic() + 15
+        while not _cluster_ok("127.0.0.1", COMPOSE_CLUSTER_PORTS[0], password):
+            if time.monotonic() > deadline:
+                raise ServersUnavailable(
+                    f"The docker compose cluster answers on 127.0.0.1:{COMPOSE_CLUSTER_PORTS[0]} but is not in "
+                    "cluster_state:ok after 15 s: see `docker compose --profile cluster logs redis-cluster`, or "
+                    "`docker compose --profile cluster down` to let cachelab start a private one.")
+            time.sleep(0.2)
         return Cluster([("127.0.0.1", p) for p in COMPOSE_CLUSTER_PORTS], password=password,
                        source="docker compose", owned=False)
     if not start:
