@@ -19,6 +19,7 @@ import json
 import math
 import random
 import threading
+import time
 from collections.abc import Callable, Hashable
 
 from .keys import check_prefix
@@ -91,15 +92,55 @@ class RedisStore:
         self.client.delete(self.key(key))
 
 
+#: memcached reads an expiry above 30 days as a Unix timestamp, not a number of seconds from now.
+MEMCACHED_MAX_RELATIVE_TTL = 60 * 60 * 24 * 30
+
+
+def memcached_expire(ttl: float | None, *, now: float | None = None) -> int:
+    """The ``exptime`` to send memcached for a TTL in seconds: ``0`` (no expiry) for ``None``.
+
+    memcached counts whole seconds, so a TTL is rounded up. Above 30 days the protocol reads the number as
+    a Unix time (``doc/protocol.txt``, "Expiration times"): 31 days sent as seconds would mean 1 February
+    1970, a moment long past, and the item would expire at once. So a longer TTL is sent as ``now + ttl``.
+    """
+    if ttl is None:
+        return 0
+    if ttl <= 0:
+        raise ValueError("ttl must be positive (or None for no expiry)")
+    seconds = max(1, math.ceil(ttl))
+    if seconds <= MEMCACHED_MAX_RELATIVE_TTL:
+        return seconds
+    return math.ceil((time.time() if now is None else now) + ttl)
+
+
 class MemcachedStore:
     """A pymemcache client (``HashClient`` or ``Client``, JSON serde, ``key_prefix`` set) as a store.
 
     Writes wait for the server's reply (``noreply=False``): pymemcache's default of not waiting hides
-    refused writes, such as a value above the item size limit.
+    refused writes, such as a value above the item size limit. TTLs above 30 days are sent as a Unix time
+    (:func:`memcached_expire`).
+
+    ``failover_ttl`` caps the TTL of a write that lands on another node than the key's own (its home is
+    marked dead in a ``HashClient``, whose keys then go to their runner-up). Such a copy becomes an orphan
+    when the home node comes back, and is served again, stale, if the home node fails once more while it
+    lives: a short TTL bounds that.
     """
 
-    def __init__(self, client):
+    def __init__(self, client, *, failover_ttl: float | None = None):
+        if failover_ttl is not None and failover_ttl <= 0:
+            raise ValueError("failover_ttl must be positive (or None)")
         self.client = client
+        self.failover_ttl = failover_ttl
+        self.failover_writes = 0
+
+    def is_failover(self, key: str) -> bool:
+        """Whether a write of ``key`` now would go to another node than the key's home (a ``HashClient`` only)."""
+        hasher, clients = getattr(self.client, "hasher", None), getattr(self.client, "clients", None)
+        if hasher is None or not clients:
+            return False
+        from .sharding import node_for
+
+        return hasher.get_node(key) != node_for(key, list(clients))
 
     def get(self, key: str):
         return self.client.get(key)
@@ -108,8 +149,10 @@ class MemcachedStore:
         return self.client.get_many(keys) if keys else {}
 
     def set(self, key: str, value, ttl: float | None = None) -> None:
-        expire = 0 if ttl is None else max(1, math.ceil(ttl))  # memcached counts whole seconds
-        self.client.set(key, value, expire=expire, noreply=False)
+        if self.failover_ttl is not None and self.is_failover(key):
+            self.failover_writes += 1
+            ttl = self.failover_ttl if ttl is None else min(ttl, self.failover_ttl)
+        self.client.set(key, value, expire=memcached_expire(ttl), noreply=False)
 
     def delete(self, key: str) -> None:
         self.client.delete(key, noreply=False)

@@ -34,13 +34,15 @@ class NearCache:
     Redis and publish the key, so every other near cache on the same ``prefix`` drops its local copy.
     With ``invalidation=False`` no message is sent or received: staleness is bounded by ``local_ttl``
     alone. ``on_invalidate(key)`` is called from the listener thread after a local copy is dropped.
+    ``clear_on_reconnect=False`` keeps the local tier when the listener's connection drops and comes back,
+    although invalidations published meanwhile were lost: only to show what the local TTL bounds then.
     Counters: ``local_hits``, ``remote_hits``, ``misses``, ``computes``, ``invalidations``.
     """
 
     def __init__(self, client, prefix: str, *, compute: Callable[[str], object] | None = None,
                  ttl: float = 300.0, local_ttl: float = 5.0, maxsize: int = 10_000, invalidation: bool = True,
                  timer: Callable[[], float] = time.monotonic,
-                 on_invalidate: Callable[[str], None] | None = None):
+                 on_invalidate: Callable[[str], None] | None = None, clear_on_reconnect: bool = True):
         if ttl <= 0 or local_ttl <= 0 or maxsize < 1:
             raise ValueError("ttl and local_ttl must be positive, maxsize at least 1")
         self.client = client
@@ -49,6 +51,7 @@ class NearCache:
         self.channel = f"{self.prefix}invalidate"
         self.id = uuid.uuid4().hex[:12]
         self.on_invalidate = on_invalidate
+        self.clear_on_reconnect = clear_on_reconnect
         self._local = TTLCache(maxsize=maxsize, ttl=local_ttl, timer=timer)
         self._lock = threading.Lock()
         self.local_hits = self.remote_hits = self.misses = self.computes = self.invalidations = 0
@@ -82,7 +85,8 @@ class NearCache:
             try:
                 message = self._pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2)
             except Exception:  # noqa: BLE001 - connection lost: messages may have been missed
-                self.clear_local()
+                if self.clear_on_reconnect:
+                    self.clear_local()
                 if self._stop.wait(0.1):
                     return
                 continue
@@ -93,7 +97,8 @@ class NearCache:
                     self._drop(key)
 
     def _on_reconnect(self, _connection) -> None:
-        self.clear_local()
+        if self.clear_on_reconnect:
+            self.clear_local()
 
     def _drop(self, key: str) -> None:
         with self._lock:

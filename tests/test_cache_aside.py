@@ -114,3 +114,54 @@ def test_memcached_store_with_expiry_and_reported_writes(memcached_server):
     assert store.get("m") is None
     with pytest.raises(MemcacheServerError):  # noreply=False: a refused write is an error, not silence
         store.set("huge", "x" * 2_000_000, 10)
+
+
+def test_memcached_expire_sends_ttls_above_30_days_as_a_unix_time():
+    from cachelab.cache_aside import MEMCACHED_MAX_RELATIVE_TTL, memcached_expire
+
+    assert memcached_expire(None) == 0 and memcached_expire(0.2) == 1 and memcached_expire(600) == 600
+    assert memcached_expire(MEMCACHED_MAX_RELATIVE_TTL) == MEMCACHED_MAX_RELATIVE_TTL
+    assert memcached_expire(31 * 86400, now=1_000_000.0) == 1_000_000 + 31 * 86400
+    with pytest.raises(ValueError):
+        memcached_expire(0)
+
+
+def test_a_ttl_above_30_days_keeps_the_value_in_memcached(memcached_server):
+    from pymemcache.client.base import Client
+
+    client = Client(memcached_server.address, serde=JsonSerde(), key_prefix=PREFIX.encode(),
+                    connect_timeout=1, timeout=2)
+    client.set("naive", "v", expire=31 * 86400, noreply=False)  # read by memcached as a time in 1970
+    assert client.get("naive") is None, "memcached 1.6 reads 31 days in seconds as a past Unix time"
+    MemcachedStore(client).set("long", "v", 31 * 86400)
+    assert client.get("long") == "v"
+    client.close()
+
+
+def test_failover_writes_get_the_short_ttl(memcached_server):
+    from cachelab import sharding
+    from cachelab.servers import memcached_client_for, start_memcached
+
+    with start_memcached(memory_mb=8) as other:
+        nodes = [memcached_server.address, other.address]
+        client = memcached_client_for(nodes, PREFIX, connect_timeout=0.5, timeout=1, retry_attempts=0,
+                                      dead_timeout=60)
+        store = MemcachedStore(client, failover_ttl=2)
+        home = sharding.node_name(other.address)
+        key = next(f"k{i}" for i in range(100) if sharding.node_for(f"k{i}", nodes) == home)
+        store.set(key, "home", 600)
+        assert not store.is_failover(key) and store.failover_writes == 0
+        other.stop()
+        for _ in range(2):  # the open connection fails first (closed), then the reconnection is refused
+            assert client.get(key) is None  # and the node is marked dead (retry_attempts=0)
+        assert store.is_failover(key)
+        store.set(key, "runner-up", 600)
+        assert store.failover_writes == 1
+        from pymemcache.client.base import Client
+
+        direct = Client(memcached_server.address, key_prefix=PREFIX.encode(), connect_timeout=1, timeout=2)
+        assert direct.get(key) is not None  # the copy landed on the runner-up...
+        ttl = int(direct.raw_command(f"mg {PREFIX}{key} t", end_tokens="\r\n").split(b"t")[-1])
+        assert 0 < ttl <= 2, "...with the failover TTL, not 600 s"
+        client.close()
+        direct.close()

@@ -87,3 +87,45 @@ def test_functions_another_process_cannot_import_are_refused(tmp_path):
 def test_a_failing_call_reports_the_childs_error(tmp_path):
     with pytest.raises(ValueError, match="bootstrap_ci needs a non-empty"):
         diskmemo.call_in_fresh_process(tmp_path, bootstrap_ci, (np.array([]),))
+
+
+def test_two_processes_missing_one_call_both_compute_unless_call_once_locks(cache_home):
+    from cachelab.workers import worker_pool
+
+    values = np.random.default_rng(0).normal(size=50_000)
+    with worker_pool(2, preload=("cachelab.diskmemo", "joblib")) as pool:
+        unlocked = diskmemo.race(pool, diskmemo.memory_location("race"), values, n_boot=200)
+        locked = diskmemo.race(pool, diskmemo.memory_location("race"), values, n_boot=200, locked=True)
+        hit = diskmemo.race(pool, diskmemo.memory_location("race", clear=False), values, n_boot=200, locked=True)
+    assert unlocked.computations == 2 and len(set(unlocked.computed_by)) == 2, unlocked
+    assert locked.computations == 1, locked
+    assert hit.computations == 0, "the result is on disk: nobody computes"
+    assert unlocked.results[0] == unlocked.results[1] == locked.results[0] == locked.results[1]
+
+
+def test_call_once_is_a_plain_call_in_one_process(tmp_path):
+    memorized = Memory(tmp_path / "m", verbose=0).cache(diskmemo.logged_bootstrap, ignore=["log_path"])
+    log = tmp_path / "log"
+    values = np.arange(100.0)
+    first = diskmemo.call_once(memorized, values, n_boot=20, log_path=str(log))
+    second = diskmemo.call_once(memorized, values, n_boot=20, log_path=str(tmp_path / "other-log"))
+    assert first == second and diskmemo.computations(log) == [__import__("os").getpid()]
+    assert list((tmp_path / "m" / ".locks").iterdir()), "the lock file lives in the cache folder"
+
+
+def test_profile_hit_accounts_for_the_whole_hit_and_restores_joblib(tmp_path):
+    import joblib.hashing
+
+    memorized = Memory(tmp_path / "m", verbose=0).cache(bootstrap_ci)
+    values = np.arange(1000.0)
+    with pytest.raises(ValueError, match="hits"):
+        diskmemo.profile_hit(memorized, values, n_boot=5)
+    memorized(values, n_boot=5)
+    original = joblib.hashing.hash
+    parts = diskmemo.profile_hit(memorized, values, n_boot=5, calls=50)
+    assert joblib.hashing.hash is original, "the timers are removed after the measurement"
+    assert list(parts) == ["the whole hit", *diskmemo.HIT_STEPS, "everything else"]
+    steps = sum(parts[label] for label in diskmemo.HIT_STEPS)
+    assert steps + parts["everything else"] == pytest.approx(parts["the whole hit"])
+    assert steps > 0.5 * parts["the whole hit"], "the named steps are most of a hit"
+    assert all(parts[label] > 0 for label in diskmemo.HIT_STEPS), "every step runs in a hit of joblib 1.6"

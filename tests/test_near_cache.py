@@ -98,3 +98,35 @@ def test_a_read_overtaken_by_a_write_never_keeps_the_old_value(redis_client):
         with NearCache(racing, PREFIX, local_ttl=300, on_invalidate=lambda key: delivered.set()) as reader:
             assert reader.get("k") == "new"  # read again after the message, not the value read before it
             assert reader.cached_locally("k") and reader.get("k") == "new"
+
+
+def _kill_listener(redis_client, name):
+    """Close the pub/sub connection of the near cache whose client is named ``name`` (CLIENT KILL ID)."""
+    ids = [c["id"] for c in redis_client.client_list() if c.get("name") == name and "subscribe" in c.get("cmd", "")]
+    assert ids, "the near cache's pub/sub connection was not found"
+    for client_id in ids:
+        redis_client.client_kill_filter(_id=client_id)
+
+
+@pytest.mark.parametrize("clear_on_reconnect", [True, False])
+def test_a_lost_connection_clears_the_local_tier_unless_told_not_to(redis_server, redis_client, clear_on_reconnect):
+    import time
+
+    from cachelab.servers import redis_client_for
+
+    name = f"near-reader-{clear_on_reconnect}"
+    reader_client = redis_client_for(redis_server.url, client_name=name)
+    with NearCache(reader_client, PREFIX, local_ttl=300, clear_on_reconnect=clear_on_reconnect) as reader:
+        redis_client.set(PREFIX + "k", '"v1"')
+        assert reader.get("k") == "v1" and reader.cached_locally("k")
+        _kill_listener(redis_client, name)
+        redis_client.set(PREFIX + "k", '"v2"')  # a write whose message the reader cannot receive
+        deadline = time.monotonic() + 5
+        while reader.cached_locally("k") and time.monotonic() < deadline and clear_on_reconnect:
+            time.sleep(0.02)
+        time.sleep(0.5)  # long enough for the listener to notice and reconnect
+        if clear_on_reconnect:
+            assert not reader.cached_locally("k") and reader.get("k") == "v2"
+        else:
+            assert reader.cached_locally("k") and reader.get("k") == "v1", "kept: stale until the local TTL"
+    reader_client.close()

@@ -2,19 +2,26 @@
 
 import json
 import math
+import threading
 import time
 
 import pytest
 
 from cachelab.data import FlightService, Route
 from cachelab.stampede import (
+    RELEASE_SCRIPT,
     LockedRecompute,
     LockTimeout,
+    MemcachedLease,
+    MetaClient,
+    MetaError,
+    StaleWhileRevalidate,
     Unprotected,
     XFetch,
     hammer,
     xfetch_should_recompute,
 )
+from cachelab.threads import call_together
 
 PREFIX = "cachelab:test_stampede:"
 HOT = Route("JFK", "LAX", 7)
@@ -116,40 +123,166 @@ def test_lock_waiter_times_out_when_the_holder_never_finishes(redis_client):
     assert redis_client.get(strategy.lock_key("k")) == "someone-else"  # not ours: never released by us
 
 
-def storm_once(strategy: str, redis_url: str, prefix: str, key: str, db_path: str, start_at: float) -> dict:
-    """In a worker process: ask for ``key`` once through a stampede strategy, at the instant ``start_at``."""
-    from cachelab.servers import redis_client_for
-    from cachelab.stampede import LockedRecompute, Unprotected, XFetch
+def test_the_release_script_deletes_only_the_owners_lock(redis_client):
+    release = redis_client.register_script(RELEASE_SCRIPT)
+    redis_client.set(PREFIX + "lock", "someone-else", px=5000)
+    assert release(keys=[PREFIX + "lock"], args=["my-token"]) == 0  # our lock expired and was taken
+    assert redis_client.get(PREFIX + "lock") == "someone-else"
+    assert release(keys=[PREFIX + "lock"], args=["someone-else"]) == 1
+    assert not redis_client.exists(PREFIX + "lock")
 
-    classes = {"unprotected": Unprotected, "lock": LockedRecompute, "xfetch": XFetch}
-    client = redis_client_for(redis_url)
-    service = FlightService(db_path)
+
+def test_stale_while_revalidate_serves_the_stale_value_and_refreshes_once(redis_client):
+    calls = []
+
+    def compute(key):
+        time.sleep(0.05)  # a slow backend stand-in, so that the readers overlap the refresh
+        calls.append(key)
+        return {"v": len(calls)}
+
+    swr = StaleWhileRevalidate(redis_client, PREFIX + "swr:", compute, ttl=30, stale_ttl=30)
+    swr.put("k", {"v": 0}, ttl=0.05)
+    time.sleep(0.1)  # past the soft TTL, within the hard one
+    seen = call_together(swr.get, "k", threads=16)
+    assert seen == [{"v": 0}] * 16, "every reader gets the stale value at once"
+    swr.close()
+    assert calls == ["k"] and swr.counters()["refreshes"] == 1 and swr.stale_hits == 16
+    assert swr.get("k") == {"v": 1} and swr.hits == 1
+    assert redis_client.pttl(PREFIX + "swr:k") > 50_000  # the refreshed record lives ttl + stale_ttl
+    assert not redis_client.exists(swr.refresh_key("k"))
+
+
+def test_stale_while_revalidate_falls_back_to_the_lock_after_the_hard_ttl(redis_client):
+    calls = []
+    swr = StaleWhileRevalidate(redis_client, PREFIX + "swr2:", lambda k: calls.append(k) or "fresh", ttl=30,
+                               stale_ttl=1)
+    results = call_together(swr.get, "k", threads=8)  # nothing stored: a hard miss for all
+    assert results == ["fresh"] * 8 and calls == ["k"] and swr.misses == 8
+
+
+def test_meta_commands_hand_the_win_flag_to_one_client(memcached_server):
+    first, second = MetaClient(memcached_server.address), MetaClient(memcached_server.address)
+    key = PREFIX + "meta"
     try:
-        cache = classes[strategy](client, prefix, lambda k: service.ask(Route(*k.split("-")[:2], int(k.split("-")[2]))),
-                                  ttl=60.0)
-        while time.time() < start_at:  # line the processes up on one instant
-            time.sleep(min(0.001, max(0.0, start_at - time.time())))
-        cache.get(key)
-        return {"calls": service.calls}
+        won = first.get(key, "v N5")
+        lost = second.get(key, "v N5")
+        assert won.won and not won.value and lost.lost and not lost.won and not lost.value
+        assert first.set(key, b'{"v":1}', 30).code == "HD"
+        hit = second.get(key, "v t")
+        assert hit.value == b'{"v":1}' and not hit.won and 28 <= int(hit.flags["t"]) <= 30
+        assert first.delete(key, "I T30").code == "HD"  # marked stale, not deleted
+        stale_winner, stale_other = first.get(key, "v N5"), second.get(key, "v N5")
+        assert stale_winner.stale and stale_winner.won and stale_winner.value == b'{"v":1}'
+        assert stale_other.stale and stale_other.lost and stale_other.value == b'{"v":1}'
+        assert first.get(PREFIX + "absent").code == "EN"
+        with pytest.raises(MetaError):
+            first.command("mg")  # no key: the server's own error, raised
+        assert first.get(key).value == b'{"v":1}', "the connection works after an error"
     finally:
-        service.close()
-        client.close()
+        first.close()
+        second.close()
 
 
-def _process_storm(redis_server, strategy, processes=4):
-    from cachelab.data import database_path
-    from cachelab.workers import worker_pool
+def test_memcached_lease_computes_once_for_many_threads(memcached_server):
+    calls = []
 
-    with worker_pool(processes) as pool:
-        start_at = time.time() + 0.5
-        futures = [pool.submit(storm_once, strategy, redis_server.url, PREFIX + strategy + ":", HOT.key(),
-                               str(database_path()), start_at) for _ in range(processes)]
-        return sum(f.result()["calls"] for f in futures)
+    def compute(key):
+        time.sleep(0.05)  # a slow backend stand-in, so that the threads overlap
+        calls.append(key)
+        return {"v": 1}
+
+    local = threading.local()
+
+    def get(key):
+        if not hasattr(local, "lease"):  # one connection per thread
+            local.lease = MemcachedLease(MetaClient(memcached_server.address), PREFIX + "lease:", compute, ttl=30)
+        return local.lease.get(key), local.lease.counters()
+
+    results = call_together(get, "k", threads=8)
+    assert [r[0] for r in results] == [{"v": 1}] * 8 and calls == ["k"]
+    assert sum(r[1]["waits"] for r in results) == 7
+
+
+def test_memcached_lease_serves_a_stale_item_while_one_recomputes(memcached_server):
+    lease = MemcachedLease(MetaClient(memcached_server.address), PREFIX + "stale:", lambda k: {"v": 2}, ttl=30)
+    other = MemcachedLease(MetaClient(memcached_server.address), PREFIX + "stale:", lambda k: {"v": 3}, ttl=30)
+    lease.put("k", {"v": 1})
+    assert lease.mark_stale("k").code == "HD"
+    assert lease.get("k") == {"v": 2} and lease.computes == 1  # the winner recomputes (inline)
+    assert other.get("k") == {"v": 2} and other.hits == 1  # already replaced
+    lease.mark_stale("k")
+    winner_first = lease.client.get(PREFIX + "stale:k", "v N5")
+    assert winner_first.won
+    assert other.get("k") == {"v": 2} and other.stale_hits == 1 and other.computes == 0  # served stale at once
+
+
+def test_memcached_without_a_lease_lets_every_thread_compute(memcached_server):
+    calls = []
+
+    def compute(key):
+        time.sleep(0.05)  # a slow backend stand-in, so that the threads overlap
+        calls.append(key)
+        return 1
+
+    local = threading.local()
+
+    def get(key):
+        if not hasattr(local, "plain"):
+            local.plain = MemcachedLease(MetaClient(memcached_server.address), PREFIX + "plain:", compute, ttl=30,
+                                         lease=False)
+        return local.plain.get(key)
+
+    call_together(get, "k", threads=8)
+    assert len(calls) >= 4, calls
+
+
+# --------------------------------------------------------------------------- across processes
+
+def _spec(strategy, redis_server, prefix, **options):
+    return {"strategy": strategy, "prefix": PREFIX + prefix, "options": {"ttl": 60.0, **options},
+            "redis_url": redis_server.url}
 
 
 def test_lock_allows_exactly_one_computation_under_4_processes(redis_server):
-    assert _process_storm(redis_server, "lock") == 1
+    from cachelab.data import database_path
+    from cachelab.workers import ask_once, run_together, worker_pool
+
+    spec = _spec("lock", redis_server, "p-lock:")
+    route = (HOT.origin, HOT.dest, HOT.month)
+    with worker_pool(4) as pool:
+        outcomes = run_together(pool, ask_once, [(spec, HOT.key(), route, str(database_path()))] * 4)
+    assert sum(o["calls"] for o in outcomes) == 1
+    assert sorted(o["outcome"] for o in outcomes) == ["computed", "waited", "waited", "waited"]
 
 
 def test_unprotected_processes_stampede(redis_server):
-    assert _process_storm(redis_server, "unprotected") >= 2
+    from cachelab.data import database_path
+    from cachelab.workers import ask_once, run_together, worker_pool
+
+    spec = _spec("unprotected", redis_server, "p-none:")
+    route = (HOT.origin, HOT.dest, HOT.month)
+    with worker_pool(4) as pool:
+        outcomes = run_together(pool, ask_once, [(spec, HOT.key(), route, str(database_path()))] * 4)
+    assert sum(o["calls"] for o in outcomes) >= 2  # a query takes tens of ms: the processes overlap
+
+
+def test_a_hot_key_run_counts_one_recomputation_per_expiry_with_the_lock(redis_server, service):
+    from cachelab.workers import run_hot_key, worker_pool
+
+    spec = _spec("lock", redis_server, "run:", ttl=0.5)
+    LockedRecompute(_client(redis_server), spec["prefix"], lambda k: None, ttl=60).put(
+        HOT.key(), service.ask(HOT), ttl=0.6)
+    with worker_pool(3) as pool:
+        run = run_hot_key(pool, spec, workers=3, key=HOT.key(), route=HOT, db_path=service.db_path,
+                          duration=1.6, interval=0.02)
+    assert run.computes_per_expiry() and set(run.computes_per_expiry()) == {1}, run.compute_spans
+    assert run.backend_calls == len(run.compute_spans) == run.count("computed")
+    assert run.count("waited") >= 1 and run.count("hit") > 10
+    assert len(run.starts) == len(run.latencies_ns) == len(run.outcomes) == len(run.worker_of)
+    assert 0 <= run.starts.min() and run.starts.max() < 1.6
+
+
+def _client(redis_server):
+    from redis import Redis
+
+    return Redis.from_url(redis_server.url, decode_responses=True, socket_timeout=5, socket_connect_timeout=1)

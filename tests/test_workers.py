@@ -32,3 +32,32 @@ def test_memcached_mode_needs_nodes_and_a_prefix(stream):
     with pytest.raises(ValueError):
         run_workers(None, stream, 2, "memcached", db_path=database_path())
     assert isinstance(stream[0], Route)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "sched_setaffinity"), reason="CPU affinity is Linux's")
+def test_run_together_releases_each_call_in_its_own_process_at_one_instant():
+    import os
+    import time
+
+    from cachelab.workers import run_together, usable_cpus
+
+    with worker_pool(3) as pool:
+        assert len(pool.pids) == 3
+        stamps = run_together(pool, time.time, [()] * 3, start_in=0.3)
+        pids = run_together(pool, os.getpid, [()] * 3)
+        first = usable_cpus()[:1]
+        pinned = run_together(pool, os.sched_getaffinity, [(0,)] * 3, cpus=first)
+        after = run_together(pool, os.sched_getaffinity, [(0,)] * 3)
+    assert max(stamps) - min(stamps) < 0.05, "the processes should start within milliseconds of each other"
+    assert len(set(pids)) == 3 and set(pids) == set(pool.pids)
+    assert all(p == set(first) for p in pinned), "each call runs on the CPUs it was given"
+    assert all(a == set(usable_cpus()) for a in after), "and the process gets its CPUs back after the call"
+
+
+def test_run_together_refuses_more_calls_than_processes():
+    import os
+
+    from cachelab.workers import run_together
+
+    with worker_pool(2) as pool, pytest.raises(RuntimeError, match="processes"):
+        run_together(pool, os.getpid, [()] * 3)
