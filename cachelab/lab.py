@@ -3,25 +3,36 @@
 It prints the environment banner, names the notebook's key prefix and results file, and (with
 ``servers=True``) finds or starts Redis and memcached and deletes this notebook's own keys from an
 earlier run, so that every rerun starts from the same state.
+
+"Its own keys" are those of this run's namespace only, ``cachelab:<participant>:<notebook>:``
+(:mod:`cachelab.keys`): in a room where everyone shares the instructor's servers, one participant's
+start-up cleanup never touches another's keys, nor those of the other copy (``exercises/`` or
+``notebooks/``) of the same notebook running beside it.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from . import keys, paths
 from . import servers as _servers
 from .environment import banner, environment
-from .keys import prefix_for
 from .results import Results
 from .timing import Timing, quick_mode
 
 
 class Lab:
-    """What a notebook needs: its results, its key prefix and, on demand, the servers."""
+    """What a notebook needs: its results, its key prefix and, on demand, the servers.
 
-    def __init__(self, notebook: str, *, servers: bool = False):
-        self.notebook = notebook
-        self.prefix = prefix_for(notebook)
+    ``participant`` defaults to :func:`cachelab.keys.participant` (``$CACHELAB_PARTICIPANT``, or the id
+    kept in ``.cachelab/``); ``copy`` (``"notebooks"`` or ``"exercises"``) is told by the working directory.
+    """
+
+    def __init__(self, notebook: str, *, servers: bool = False, participant: str | None = None):
+        self.notebook = keys.notebook_name(notebook)
+        self.participant = keys.participant() if participant is None else keys.participant_name(participant)
+        self.copy = paths.notebook_copy()
+        self.prefix = keys.prefix_for(notebook, self.participant, copy=self.copy)
         self._servers: _servers.Servers | None = None
         if servers:
             self.servers.cleanup(self.prefix)
@@ -63,13 +74,13 @@ class Lab:
                                                                    else None))]
         if self._servers is not None:
             lines.append(self._servers.describe())
-            lines.append(f"Key prefix: {self.prefix}")
+            lines.append(f"Key prefix: {self.prefix} (participant {self.participant}, copy in {self.copy}/)")
         return "\n".join(lines)
 
 
-def start(notebook: str, *, servers: bool = False, quiet: bool = False) -> Lab:
+def start(notebook: str, *, servers: bool = False, quiet: bool = False, participant: str | None = None) -> Lab:
     """Set a notebook up and print where its numbers come from."""
-    lab = Lab(notebook, servers=servers)
+    lab = Lab(notebook, servers=servers, participant=participant)
     if not quiet:
         print(lab.report())
     return lab

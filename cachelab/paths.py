@@ -3,6 +3,11 @@
 Generated things (results, figures, executed notebooks, the SQLite database, joblib caches) live in
 ignored folders. Each location can be moved with an environment variable, which is how ``make run``
 sends a whole run's output into ``build/``.
+
+The participant copies in ``exercises/`` keep their results and figures apart from those of
+``notebooks/`` (in an ``exercises/`` subfolder of each), so a participant's run never overwrites the
+instructor's, and a later notebook of the exercises reads the results of the participant's own runs.
+Which copy runs is told by the kernel's working directory (:func:`notebook_copy`).
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ import os
 from pathlib import Path
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
+NOTEBOOKS = "notebooks"
+EXERCISES = "exercises"
 
 
 def project_root() -> Path:
@@ -47,14 +54,41 @@ def notebooks_dir() -> Path:
     return project_root() / "notebooks"
 
 
+def notebook_copy() -> str:
+    """Which copy of the notebooks this process runs: ``"exercises"`` or ``"notebooks"``.
+
+    ``"exercises"`` when the working directory is a folder named ``exercises`` (Jupyter, nbclient and the
+    runner start each kernel in its notebook's folder), ``"notebooks"`` otherwise.
+    """
+    return EXERCISES if Path.cwd().name == EXERCISES else NOTEBOOKS
+
+
+def copy_folder(path: Path) -> Path:
+    """``path``, or its ``exercises/`` subfolder when the participant copies run (created if missing)."""
+    if notebook_copy() != EXERCISES:
+        return path
+    path = path / EXERCISES
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"cachelab cannot use {path} as a folder: {exc.strerror or exc}") from None
+    return path
+
+
 def results_dir() -> Path:
-    """Where notebooks save their measurements as JSON (``$CACHELAB_RESULTS_DIR``, default ``results/``)."""
-    return _dir_from_env("CACHELAB_RESULTS_DIR", "results")
+    """Where notebooks save their measurements as JSON (``$CACHELAB_RESULTS_DIR``, default ``results/``).
+
+    The participant copies in ``exercises/`` use its ``exercises/`` subfolder.
+    """
+    return copy_folder(_dir_from_env("CACHELAB_RESULTS_DIR", "results"))
 
 
 def figures_dir() -> Path:
-    """Where plots are saved as PNG (``$CACHELAB_FIGURES_DIR``, default ``figures/``)."""
-    return _dir_from_env("CACHELAB_FIGURES_DIR", "figures")
+    """Where plots are saved as PNG (``$CACHELAB_FIGURES_DIR``, default ``figures/``).
+
+    The participant copies in ``exercises/`` use its ``exercises/`` subfolder.
+    """
+    return copy_folder(_dir_from_env("CACHELAB_FIGURES_DIR", "figures"))
 
 
 def cache_dir() -> Path:
