@@ -16,7 +16,7 @@
 Safety rules, each covered by a test:
 
 * Every client has connect and socket timeouts: nothing hangs on a dead or missing server.
-* Keys carry a prefix (``cachelab:<notebook>:``, :mod:`cachelab.keys`); :meth:`Servers.cleanup` deletes
+* Keys carry a prefix (``cachelab:<participant>:<notebook>:``, :mod:`cachelab.keys`); :meth:`Servers.cleanup` deletes
   that prefix only (``SCAN`` + ``UNLINK`` on Redis, ``lru_crawler metadump`` + ``delete`` on memcached).
 * The project never calls ``FLUSHALL``/``FLUSHDB``; memcached ``flush_all`` exists only on
   :class:`ManagedServer`, a server this process started itself.
