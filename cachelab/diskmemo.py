@@ -44,12 +44,15 @@ RESULT_FILE = "output.pkl"
 def memory_location(name: str, *, clear: bool = True) -> Path:
     """The folder ``.cachelab/joblib/<name>`` (``$CACHELAB_CACHE_DIR``) for a ``joblib.Memory``.
 
+    The participant copies in ``exercises/`` use ``.cachelab/joblib/exercises/<name>``, so that starting
+    ``exercises/04`` never empties the cache of ``notebooks/04`` running beside it.
+
     With ``clear=True`` (the default) anything cached there before is deleted first, so a notebook
     that starts with it behaves the same on every run.
     """
     if not name or "/" in name or "\\" in name or name in {".", ".."}:
         raise ValueError(f"a plain folder name like '04_joblib', not {name!r}")
-    folder = paths.cache_dir() / "joblib" / name
+    folder = paths.copy_folder(paths.cache_dir() / "joblib") / name  # exercises/ apart from notebooks/
     if clear and folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
