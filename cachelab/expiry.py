@@ -7,12 +7,20 @@ expiry the same way.
 
 * :class:`ManualClock`: a deterministic timer.
 * :func:`read_write_timeline`: reads and writes over simulated time, both Zipf-like over the same keys.
-* :func:`replay_with_updates`: a ``TTLCache`` in front of a versioned source: hits, loads, stale reads.
+* :func:`replay_with_updates`: a ``TTLCache`` in front of a versioned source: hits, loads, stale reads,
+  with loads that take time if you say so.
+
+A read is **stale** when the cache answers it with a version older than the one the source holds at that
+moment. The age of a stale answer is the time since the first write it does not include. A TTL does not
+bound that age by itself: the TTL clock starts when the value is *stored*, and the value was read from the
+source when the load *started*. A write that lands while a load runs makes the loaded value stale before it
+is even stored, so an answer can be served stale for up to the TTL plus the load's own duration.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Sequence
+import heapq
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 
 import cachetools
@@ -84,6 +92,8 @@ class StalenessReport:
     stale_reads: int
     max_stale_age: float
     """The longest time between a write and a read that still got the value from before it (seconds)."""
+    load_seconds: float = 0.0
+    """How long each load took, from reading the source to storing the value."""
 
     @property
     def stale_fraction(self) -> float:
@@ -99,23 +109,42 @@ class StalenessReport:
         return self.hits / self.reads if self.reads else 0.0
 
 
-def replay_with_updates(events: Iterable[Event], ttl: float, *, maxsize: int = 1_000_000) -> StalenessReport:
-    """Serve the reads of ``events`` from a ``TTLCache(maxsize, ttl)`` in front of a versioned source.
+def replay_with_updates(events: Iterable[Event], ttl: float | Callable[[Hashable], float], *,
+                        maxsize: int = 1_000_000, load_seconds: float = 0.0) -> StalenessReport:
+    """Serve the reads of ``events`` from a TTL cache in front of a versioned source.
 
-    The source keeps a version number per key, bumped by every write; a load copies the current
-    version into the cache. A read is *stale* when the cache returns a version older than the
-    source's. Time comes from a :class:`ManualClock` set to each event's time, so the replay is exact.
+    The source keeps a version number per key, bumped by every write. A read that misses starts a load:
+    it reads the source's current version at once, and the value is stored ``load_seconds`` later (until
+    then, reads of that key miss too and start loads of their own, as ``@cached`` without a condition
+    does). A read is *stale* when the cache returns a version older than the source's. ``ttl`` is a
+    number of seconds (a ``TTLCache``) or a function of the key giving each entry its own (a
+    ``TLRUCache``). Time comes from a :class:`ManualClock` set to each event's time, so the replay is
+    exact and repeatable.
     """
-    if ttl <= 0:
-        raise ValueError("ttl must be positive")
+    if callable(ttl):
+        ttl_of = ttl
+    else:
+        if ttl <= 0:
+            raise ValueError("ttl must be positive")
+        ttl_of = None
+    if load_seconds < 0:
+        raise ValueError("load_seconds must be >= 0")
     clock = ManualClock()
-    cache = cachetools.TTLCache(maxsize, ttl=ttl, timer=clock)
+    if ttl_of is None:
+        cache = cachetools.TTLCache(maxsize, ttl=ttl, timer=clock)
+    else:
+        cache = cachetools.TLRUCache(maxsize, ttu=lambda key, _value, now: now + ttl_of(key), timer=clock)
     changed_at: dict[Hashable, list[float]] = {}
+    loading: list[tuple[float, int, Hashable, int]] = []  # (stored at, order, key, version read)
     reads = hits = loads = stale = 0
     max_age = 0.0
-    for event in events:
+    for n, event in enumerate(events):
         if event.time < clock.now:
             raise ValueError("events must be in time order")
+        while loading and loading[0][0] <= event.time:  # loads that end before this event store their value
+            stored_at, _, key, version = heapq.heappop(loading)
+            clock.now = stored_at
+            cache[key] = version
         clock.now = float(event.time)  # set, not advanced by the difference: sums of differences drift
         history = changed_at.setdefault(event.key, [])
         if event.kind == "write":
@@ -128,16 +157,21 @@ def replay_with_updates(events: Iterable[Event], ttl: float, *, maxsize: int = 1
             version = cache[event.key]
         except KeyError:
             loads += 1
-            cache[event.key] = len(history)
+            if load_seconds:
+                heapq.heappush(loading, (clock.now + load_seconds, n, event.key, len(history)))
+            else:
+                cache[event.key] = len(history)
             continue
         hits += 1
         if version < len(history):
             stale += 1
             max_age = max(max_age, event.time - history[version])
-    return StalenessReport(ttl, reads, hits, loads, stale, max_age)
+    return StalenessReport(ttl if ttl_of is None else float("nan"), reads, hits, loads, stale, max_age,
+                           float(load_seconds))
 
 
-def staleness_curve(events: Sequence[Event], ttls: Sequence[float]) -> list[StalenessReport]:
+def staleness_curve(events: Sequence[Event], ttls: Sequence[float], *,
+                    load_seconds: float = 0.0) -> list[StalenessReport]:
     """:func:`replay_with_updates` for each TTL, on the same timeline."""
     events = list(events)
-    return [replay_with_updates(events, ttl) for ttl in ttls]
+    return [replay_with_updates(events, ttl, load_seconds=load_seconds) for ttl in ttls]

@@ -7,18 +7,19 @@
   different sequences of round trips fit in a pilot's flying time) and a bottom-up reference answer.
 * :func:`replay_lru`: a request stream replayed through a real ``functools.lru_cache``, for hit ratios
   and memory (``tracemalloc``) as ``maxsize`` grows, without paying for the backend.
-* :class:`SingleFlight`: the per-key lock that makes threads which miss at the same instant
-  (:func:`cachelab.threads.call_together`) compute once.
+* :class:`SingleFlight`: threads which miss the same key at the same instant
+  (:func:`cachelab.threads.call_together`) share one computation, as Go's ``singleflight`` does.
 * :func:`answer_in_process`: an ``lru_cache`` lives in one process's memory; a fresh worker process
-  (:func:`cachelab.workers.in_fresh_process`) starts with an empty one.
+  (:func:`cachelab.workers.in_fresh_process`) starts with an empty one. A store outside the processes
+  (an SQLite file of JSON answers) is shared by all of them.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import math
 import os
-import shelve
 import sqlite3
 import threading
 import tracemalloc
@@ -26,6 +27,8 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 
 from .data import FlightService
+
+_MISSING = object()  # a sentinel no function returns, so that None can be a cached result
 
 
 class CallCounter:
@@ -69,12 +72,12 @@ class Memo:
         self.misses = 0
 
     def __call__(self, *args):
-        if args in self.cache:  # seen these arguments before: a hit
+        result = self.cache.get(args, _MISSING)  # one hash of the key, one lookup
+        if result is not _MISSING:  # seen these arguments before: a hit
             self.hits += 1
-            return self.cache[args]
+            return result
         self.misses += 1  # first time: compute, then remember
-        result = self.func(*args)
-        self.cache[args] = result
+        result = self.cache[args] = self.func(*args)
         return result
 
     @property
@@ -182,26 +185,62 @@ def replay_lru(stream: Sequence[Hashable], maxsize: int | None, *, make_value: C
     return LruReplay(maxsize, info.hits, info.misses, info.currsize, traced)
 
 
-class SingleFlight:
-    """Make concurrent first calls with the same arguments compute once.
+class _Flight:
+    """One computation in progress: the threads that asked for the same key wait on ``done``."""
 
-    Wrap a cached function (``lru_cache``): a call takes the lock of its arguments before going in, so
-    when several threads miss the same key at once, one computes and fills the cache while the others
-    wait, then hit. Calls with different arguments do not wait for each other. One lock per key is kept
-    for the life of the wrapper: bound it like the cache if the key space is unbounded.
+    __slots__ = ("done", "error", "result")
+
+    def __init__(self):
+        self.done = threading.Event()
+        self.result = None
+        self.error: BaseException | None = None
+
+
+class SingleFlight:
+    """Make concurrent calls with the same arguments share one computation (Go's ``singleflight``).
+
+    The first caller of a key (the leader) runs ``func``; callers that arrive while it runs wait for it
+    and get its result (or its exception) instead of computing again. When the leader is done, the key is
+    dropped, so nothing is kept per key between calls: the map holds only the computations in flight.
+    Put it in front of a cached function (``lru_cache``), and callers that come later hit the cache.
     """
 
     def __init__(self, func: Callable):
         functools.update_wrapper(self, func)
         self.func = func
-        self._locks: dict[tuple, threading.Lock] = {}
-        self._guard = threading.Lock()
+        self._flights: dict[tuple, _Flight] = {}
+        self._lock = threading.Lock()
+        self.shared = 0
+        """Calls answered with another caller's result."""
 
     def __call__(self, *args):
-        with self._guard:
-            lock = self._locks.setdefault(args, threading.Lock())
-        with lock:
-            return self.func(*args)
+        with self._lock:
+            flight = self._flights.get(args)
+            leader = flight is None
+            if leader:
+                flight = self._flights[args] = _Flight()
+            else:
+                self.shared += 1
+        if not leader:
+            flight.done.wait()
+            if flight.error is not None:
+                raise flight.error
+            return flight.result
+        try:
+            flight.result = self.func(*args)
+        except BaseException as exc:
+            flight.error = exc
+            raise
+        finally:
+            with self._lock:
+                del self._flights[args]  # the next call computes (or hits the cache) afresh
+            flight.done.set()
+        return flight.result
+
+    @property
+    def in_flight(self) -> int:
+        """How many keys are being computed right now (0 when nobody is waiting)."""
+        return len(self._flights)
 
 
 # --------------------------------------------------------------------------- processes
@@ -225,17 +264,18 @@ def cached_route_delay(origin: str, dest: str, month: int) -> dict:
     return _service_of_this_process().route_delay(origin, dest, month)
 
 
-def answer_in_process(routes: Sequence[tuple[str, str, int]], shelf_path: str | None = None) -> dict:
+def answer_in_process(routes: Sequence[tuple[str, str, int]], shared_path: str | None = None) -> dict:
     """Answer each ``(origin, dest, month)`` in this process, and say how many backend queries it took.
 
-    Without ``shelf_path`` the answers come from :func:`cached_route_delay`, the per-process
-    ``lru_cache``. With it they come from a cache outside the process, a :mod:`shelve` file that every
-    process can open (one at a time). Returns ``{"pid", "backend_calls", "hits", "misses"}``.
+    Without ``shared_path`` the answers come from :func:`cached_route_delay`, the per-process
+    ``lru_cache``. With it they come from a cache outside the process: an SQLite file that every process
+    can open at the same time (SQLite serialises the writers), holding each answer as JSON, never as a
+    pickle. Returns ``{"pid", "backend_calls", "hits", "misses"}``.
     """
     service = _service_of_this_process()
     before = service.calls
     hits = misses = 0
-    if shelf_path is None:
+    if shared_path is None:
         for origin, dest, month in routes:
             start = cached_route_delay.cache_info()
             cached_route_delay(origin, dest, month)
@@ -244,12 +284,18 @@ def answer_in_process(routes: Sequence[tuple[str, str, int]], shelf_path: str | 
             else:
                 misses += 1
     else:
-        with shelve.open(shelf_path) as shelf:
+        with sqlite3.connect(shared_path, timeout=30) as store:
+            store.execute("CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, answer TEXT NOT NULL)")
             for origin, dest, month in routes:
                 key = f"{origin}-{dest}-{int(month):02d}"
-                if key in shelf:
+                row = store.execute("SELECT answer FROM answers WHERE key = ?", (key,)).fetchone()
+                if row is not None:
+                    json.loads(row[0])
                     hits += 1
                 else:
                     misses += 1
-                    shelf[key] = service.route_delay(origin, dest, month)
+                    answer = service.route_delay(origin, dest, month)
+                    store.execute("INSERT OR REPLACE INTO answers VALUES (?, ?)", (key, json.dumps(answer)))
+                    store.commit()
+        store.close()
     return {"pid": os.getpid(), "backend_calls": service.calls - before, "hits": hits, "misses": misses}

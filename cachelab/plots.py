@@ -255,8 +255,8 @@ def curve_chart(x: Sequence[float], curves: Mapping[str, Sequence[float]], *, xl
     return _finish(fig, ax, title, save_as)
 
 
-CEILING_LABEL = "repeated requests: the ceiling of a cache that starts empty"
-OPT_LABEL = "OPT (Belady): the best any eviction policy can do"
+CEILING_LABEL = "ceiling of a cache that starts empty"
+OPT_LABEL = "OPT (Belady): the best eviction can do"
 
 
 def hit_ratio_chart(sizes: Sequence[int], ratios: Mapping[str, Sequence[float]], *,
@@ -286,7 +286,8 @@ def hit_ratio_chart(sizes: Sequence[int], ratios: Mapping[str, Sequence[float]],
     if ceiling is not None:
         ax.axhline(ceiling, ls="--", color="gray", lw=1, label=ceiling_label, zorder=0)
     if logx:
-        ax.set_xticks(list(sizes), [_plain_number(v) for v in sizes])
+        step = -(-len(sizes) // 8)  # at most about eight labels, so that they never run into each other
+        ax.set_xticks(list(sizes), [_plain_number(v) if i % step == 0 else "" for i, v in enumerate(sizes)])
         ax.xaxis.set_minor_formatter(NullFormatter())
     if opt is not None or ceiling is not None or len(ratios) > 1:
         ax.legend(fontsize=8, loc="lower right")

@@ -11,6 +11,7 @@ Every stream is seeded, so a notebook rerun replays exactly the same requests.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Hashable, Sequence
 from typing import TypeVar
 
@@ -72,9 +73,11 @@ def with_scan(stream: Sequence[K], scan: Sequence[K], *, at: float = 0.5) -> lis
 
 
 def repeat_fraction(stream: Sequence[Hashable]) -> float:
-    """Fraction of requests that repeat an earlier one: the best hit ratio any cache can reach on it.
+    """Fraction of requests that repeat an earlier one: the best hit ratio of a cache that starts empty.
 
-    Only the first request for a key must miss (a *compulsory* miss); an infinite cache hits the rest.
+    A cache that starts empty and fills on demand must miss the first request for each key (a
+    *compulsory* miss); an unbounded one hits the rest. A cache warmed beforehand can do better, since
+    its first requests can hit.
     """
     if len(stream) == 0:
         return 0.0
@@ -94,6 +97,41 @@ def repeat_fraction_curve(stream: Sequence[Hashable], points: Sequence[int]) -> 
             i += 1
         out.append(0.0 if n == 0 else 1.0 - len(seen) / n)
     return out
+
+
+def keys_carrying(stream: Sequence[Hashable], share: float = 0.5) -> int:
+    """How few distinct keys carry ``share`` of the requests of ``stream`` (the most requested first)."""
+    share = arguments.number("share", share)
+    if not 0 < share <= 1:
+        raise ValueError("share must be in (0, 1]")
+    if len(stream) == 0:
+        raise ValueError("stream must not be empty")
+    counts = np.asarray(sorted(Counter(stream).values(), reverse=True))
+    return int(np.searchsorted(np.cumsum(counts), share * len(stream)) + 1)
+
+
+def diminishing_returns(sizes: Sequence[int], ratios: Sequence[float]) -> int:
+    """The cache size from which one more entry buys less hit ratio than the average entry does.
+
+    ``ratios[i]`` is the hit ratio at ``sizes[i]`` (increasing sizes). The average entry is worth the
+    final hit ratio divided by the first size that reaches it (a curve through the origin); the answer
+    is the first size after which the curve's slope falls below that average: past it, each extra entry
+    is worth less than the entries before it. Returns the last size if the slope never falls below.
+    """
+    sizes = [arguments.integer("each size", size, minimum=1) for size in sizes]
+    ratios = [arguments.number("each ratio", r) for r in ratios]
+    if len(sizes) != len(ratios) or not sizes:
+        raise ValueError("sizes and ratios must be non-empty and of the same length")
+    if sizes != sorted(set(sizes)):
+        raise ValueError("sizes must be increasing")
+    best = max(ratios)
+    full = sizes[ratios.index(best)]
+    average = best / full
+    points = [(0, 0.0), *zip(sizes, ratios, strict=True)]
+    for (s0, r0), (s1, r1) in zip(points, points[1:], strict=False):
+        if s0 > 0 and (r1 - r0) / (s1 - s0) < average * (1 - 1e-9):  # a margin for rounding
+            return s0
+    return sizes[-1]
 
 
 def hit_ratio(hits: int, misses: int) -> float:

@@ -37,6 +37,8 @@ def test_memo_computes_each_argument_once():
     assert (add.hits, add.misses, add.calls, len(add)) == (2, 2, 4, 2)
     assert add.hit_ratio == 0.5
     assert add.cache == {(1, 2): 3, (2, 1): 3}
+    nothing = memo.Memo(memo.CallCounter(lambda x: None))
+    assert [nothing(1), nothing(1)] == [None, None] and nothing.func.calls == 1, "None is a result like any other"
 
 
 def test_memo_turns_the_exponential_recursion_linear():
@@ -135,6 +137,40 @@ def test_single_flight_computes_once_per_key():
     assert once("j") == "J" and body.calls == 2
 
 
+def test_single_flight_shares_the_result_in_flight_and_keeps_nothing_afterwards():
+    release = threading.Event()
+    body = memo.CallCounter(lambda key: release.wait(10) and object())  # a new object per computation
+    once = memo.SingleFlight(body)  # no cache behind it: only the flight is shared
+    results = []
+    leader = threading.Thread(target=lambda: results.append(once("k")))
+    leader.start()
+    deadline = time.monotonic() + 10
+    while once.in_flight == 0 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    followers = [threading.Thread(target=lambda: results.append(once("k"))) for _ in range(3)]
+    for t in followers:
+        t.start()
+    while once.shared < 3 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    release.set()
+    for t in [leader, *followers]:
+        t.join(10)
+    assert body.calls == 1 and len(results) == 4 and all(r is results[0] for r in results)
+    assert once.in_flight == 0, "the key is dropped when its computation ends"
+    assert once("k") is not results[0] and body.calls == 2, "a later call computes afresh"
+
+
+def test_single_flight_hands_the_leaders_exception_to_the_waiters():
+    def fail(key):
+        time.sleep(0.05)
+        raise LookupError(key)
+
+    once = memo.SingleFlight(fail)
+    with pytest.raises(LookupError):
+        call_together(once, "k", threads=4)
+    assert once.in_flight == 0
+
+
 def test_call_together_reports_errors():
     with pytest.raises(ZeroDivisionError):
         call_together(lambda: 1 / 0, threads=2)
@@ -153,10 +189,18 @@ def test_each_process_has_its_own_cache(service, tmp_path):
     assert (fresh["backend_calls"], fresh["misses"]) == (2, 2)  # it could not see this process's cache
 
 
-def test_a_shelf_is_shared_between_processes(service, tmp_path):
+def test_a_store_outside_the_processes_is_shared_and_holds_json(service, tmp_path):
+    import json
+    import sqlite3
+
     routes = [(r.origin, r.dest, r.month) for r in service.routes()[:2]]
-    shelf = str(tmp_path / "answers")
-    first = memo.answer_in_process(routes, shelf)
-    second = in_fresh_process(memo.answer_in_process, routes, shelf)
+    store = str(tmp_path / "answers.sqlite")
+    first = memo.answer_in_process(routes, store)
+    second = in_fresh_process(memo.answer_in_process, routes, store)
     assert first["backend_calls"] == 2
     assert (second["backend_calls"], second["hits"]) == (0, 2)
+    with sqlite3.connect(store) as conn:
+        stored = dict(conn.execute("SELECT key, answer FROM answers").fetchall())
+    conn.close()
+    origin, dest, month = routes[0]
+    assert json.loads(stored[f"{origin}-{dest}-{month:02d}"]) == service.route_delay(origin, dest, month)

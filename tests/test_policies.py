@@ -127,6 +127,31 @@ def test_replay_with_updates_counts_stale_reads_by_hand():
         expiry.replay_with_updates([E(2, "read", "a"), E(1, "read", "a")], ttl=10)
 
 
+def test_a_slow_load_stores_what_it_read_before_the_write_and_the_ttl_starts_at_the_store():
+    E = expiry.Event
+    events = [E(0, "read", "a"), E(1, "write", "a"), E(6, "read", "a"), E(14, "read", "a"), E(15.5, "read", "a")]
+    report = expiry.replay_with_updates(events, ttl=10, load_seconds=5)
+    # t=0 miss: reads v0, stores it at t=5 (valid until 15); t=1 write; t=6 and t=14 hits of v0, stale 13 s
+    # after the write: more than the TTL, less than TTL + load; t=15.5 expired: a load.
+    assert (report.reads, report.hits, report.loads, report.stale_reads) == (4, 2, 2, 2)
+    assert report.max_stale_age == 13 and 10 < report.max_stale_age <= 10 + 5
+    assert report.load_seconds == 5
+    instant = expiry.replay_with_updates(events, ttl=10)
+    assert instant.max_stale_age < 10
+
+
+def test_reads_during_a_load_miss_too_and_per_key_ttls_come_from_a_function():
+    E = expiry.Event
+    during = expiry.replay_with_updates([E(0, "read", "a"), E(1, "read", "a"), E(3, "read", "a")], ttl=10,
+                                        load_seconds=2)
+    assert (during.loads, during.hits) == (2, 1), "t=1 misses (the load of t=0 ends at 2); t=3 hits"
+    events = [E(0, "read", "a"), E(0, "read", "b"), E(50, "read", "a"), E(50, "read", "b")]
+    report = expiry.replay_with_updates(events, lambda key: 10 if key == "a" else 100)
+    assert (report.loads, report.hits) == (3, 1), "a expires after 10 s, b lives 100 s"
+    with pytest.raises(ValueError):
+        expiry.replay_with_updates(events, 10, load_seconds=-1)
+
+
 def test_a_longer_ttl_trades_loads_for_stale_reads_within_the_ttl():
     events = expiry.read_write_timeline(list(range(200)), 5000, writes_per_read=0.05, seed=1)
     reports = expiry.staleness_curve(events, [2, 20, 200, 2000])

@@ -169,6 +169,14 @@ def test_a_ttl_bounds_how_stale_a_served_answer_can_be(raw, ttl):
     assert report.max_stale_age < ttl, "an answer was served stale for longer than the TTL"
 
 
+@given(raw=timelines, ttl=st.floats(0.1, 50), load=st.floats(0, 20))
+def test_with_slow_loads_staleness_is_bounded_by_the_ttl_plus_the_load(raw, ttl, load):
+    events = sorted((Event(t, kind, key) for t, kind, key in raw), key=lambda e: (e.time, e.kind != "write"))
+    report = replay_with_updates(events, ttl, load_seconds=load)
+    assert report.hits + report.loads == report.reads
+    assert report.max_stale_age <= ttl + load + 1e-9, "an answer was served stale past the TTL plus the load"
+
+
 @FAST
 @given(ttl=st.floats(0.001, 1e6), jitter=st.floats(0, 0.99), seed=seeds)
 def test_a_jittered_ttl_stays_in_its_window(ttl, jitter, seed):

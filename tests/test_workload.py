@@ -60,3 +60,23 @@ def test_bad_arguments_are_rejected():
         workload.with_scan([1], [2], at=2)
     with pytest.raises(ValueError):
         workload.repeat_fraction_curve([1, 2], [5])
+
+
+def test_keys_carrying_counts_the_fewest_keys_for_a_share_of_the_requests():
+    assert workload.keys_carrying(["a"] * 5 + ["b"] * 3 + ["c", "d"], 0.5) == 1
+    assert workload.keys_carrying(["a"] * 4 + ["b"] * 4 + ["c", "d"], 0.5) == 2
+    assert workload.keys_carrying(list("abcd"), 1.0) == 4
+    stream = workload.zipf_stream(list(range(1000)), 20_000, seed=1)
+    assert workload.keys_carrying(stream, 0.5) < 0.2 * len(set(stream))
+    with pytest.raises(ValueError):
+        workload.keys_carrying(stream, 0)
+
+
+def test_diminishing_returns_is_where_the_slope_falls_below_the_average():
+    sizes = [1, 2, 3, 4, 5, 6]
+    # a bend at 2: slopes 0.3, 0.3, then 0.05 per entry; the average entry is worth 0.8 / 6
+    ratios = [0.3, 0.6, 0.65, 0.7, 0.75, 0.8]
+    assert workload.diminishing_returns(sizes, ratios) == 2
+    assert workload.diminishing_returns([1, 2, 3], [0.1, 0.2, 0.3]) == 3, "a straight line never bends"
+    with pytest.raises(ValueError):
+        workload.diminishing_returns([2, 1], [0.1, 0.2])
