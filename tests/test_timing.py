@@ -110,19 +110,19 @@ def test_measure_together_follows_a_machine_that_slows_down():
     Measured one after the other, the first operation would see only the fast machine and the second
     only the slow one, and their ratio would come out near 50 instead of 10.
     """
-    slow_from = [float("inf")]
+    calls = [0]
+    slow_after = [float("inf")]  # a number of calls: a clock would depend on how busy this machine is
 
     def work(n):
-        return sum(range(n * (5 if time.perf_counter() > slow_from[0] else 1)))
+        calls[0] += 1
+        return sum(range(n * (5 if calls[0] > slow_after[0] else 1)))
 
     ops = {"small": lambda: work(200), "large": lambda: work(2000)}
-    start = time.perf_counter()
-    measure_together(ops, repeat=8, min_time=0.002)
-    duration = time.perf_counter() - start
-    slow_from[0] = time.perf_counter() + duration / 2
+    measure_together(ops, repeat=8, min_time=0.002)  # how many calls one run makes
+    slow_after[0], calls[0] = calls[0] / 3, 0
     timings = measure_together(ops, repeat=8, min_time=0.002)
     ratio = timings["large"].median / timings["small"].median
-    assert time.perf_counter() > slow_from[0], "the slowdown should have come during the run"
+    assert calls[0] > 2 * slow_after[0], "the slowdown should have come during the run, well before its end"
     assert 4 < ratio < 25, ratio
 
 
