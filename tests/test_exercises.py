@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 
 import nbformat
+import numpy as np
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
@@ -65,8 +66,19 @@ def square(x: int) -> int:
 answer = square(7)'''
 
 
-def tiny_notebook(check_source="check_equal(square(3), 9)\ncheck_equal(answer, 49)", solution=SOLUTION):
-    """A notebook with the series' conventions: two exercises, a cell after the last check."""
+# the right answer from wrong code; then one number too many; then the right function and a wrong number
+WRONG_SQUARE = "def square(x):\n    return x + x  # doubles instead of squaring\n\nanswer = 49"
+WRONG_TOTAL = "total = sum(range(base + 1))  # one number too many"
+WRONG_ANSWER = "def square(x):\n    return x * x\n\nanswer = 50  # off by one"
+
+
+def check_cells(nb):
+    return [c for c in nb.cells if eb.is_check(c)]
+
+
+def tiny_notebook(check_source="check_equal(square(3), 9)\ncheck_equal(answer, 49)", solution=SOLUTION,
+                  wrong=(WRONG_SQUARE,)):
+    """A notebook with the series' conventions: two exercises with known-wrong answers, a cell after the last check."""
     nb = new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
                                 "language_info": {"name": "python", "version": "3.11.7"}})
     nb.cells = [
@@ -74,14 +86,16 @@ def tiny_notebook(check_source="check_equal(square(3), 9)\ncheck_equal(answer, 4
         new_code_cell("from cachelab.exercises import check, check_equal\nbase = 10"),
         new_markdown_cell("## Exercises\n\n**1.** Write `square(x)` and compute `answer`, the square of 7."),
         tagged(new_code_cell(solution), eb.SOLUTION_TAG),
+        *(eb.wrong_cell(source) for source in wrong),
         tagged(new_code_cell(check_source), eb.CHECK_TAG),
         new_markdown_cell("**2.** Add the numbers 0 to 9."),
         tagged(new_code_cell("total = 0\nfor i in range(base):\n    total += i"), eb.SOLUTION_TAG),
+        eb.wrong_cell(WRONG_TOTAL),
         tagged(new_code_cell('check(total == 45, "add every number from 0 to 9")'), eb.CHECK_TAG),
         new_code_cell("raise RuntimeError('never run: after the last check cell')"),
     ]
-    nb.cells[4].outputs = [nbformat.v4.new_output("stream", text="\u2705 Right!\n")]
-    nb.cells[4].execution_count = 3
+    check_cells(nb)[0].outputs = [nbformat.v4.new_output("stream", text="\u2705 Right!\n")]
+    check_cells(nb)[0].execution_count = 3
     return nb
 
 
@@ -144,7 +158,7 @@ def test_magics_in_a_solution_are_understood():
 def test_participant_copy_clears_outputs_and_replaces_solutions():
     nb = tiny_notebook()
     copy_nb = eb.participant_copy(nb, source_name="99_tiny.ipynb")
-    assert nb.cells[4].outputs, "the source notebook is left alone"
+    assert check_cells(nb)[0].outputs, "the source notebook is left alone"
     code = [c for c in copy_nb.cells if c.cell_type == "code"]
     assert all(c.outputs == [] and c.execution_count is None for c in code)
     placeholders = [c for c in copy_nb.cells if eb.PLACEHOLDER_TAG in eb.cell_tags(c)]
@@ -218,6 +232,220 @@ def test_verify_reports_a_broken_notebook(tmp_path):
     nb.cells[1].source = "import module_that_does_not_exist"
     with pytest.raises(eb.NotebookBroken, match="cell 1"):
         eb.verify_exercises(write(nb, tmp_path / "01_broken.ipynb"), results_dir=tmp_path)
+
+
+# --------------------------------------------------------------------------- known-wrong answers
+
+def test_wrong_answers_are_raw_cells_left_out_of_copies_and_of_the_site():
+    nb = tiny_notebook()
+    wrong = [c for c in nb.cells if eb.is_wrong(c)]
+    assert len(wrong) == 2 and all(c.cell_type == "raw" for c in wrong)
+    assert eb.wrong_cells(nb) == {5: [4], 9: [8]}
+    copy_nb = eb.participant_copy(nb, source_name="99_tiny.ipynb")
+    assert not any(eb.is_wrong(c) for c in copy_nb.cells)
+    copy_text = nbformat.writes(copy_nb)
+    assert "x + x" not in copy_text and "range(base + 1)" not in copy_text
+    from nbconvert import HTMLExporter
+
+    html, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)  # the site's exporter
+    assert "squared." in html, "the solution's docstring is on the page"
+    assert "doubles instead of squaring" not in html and "one number too many" not in html
+
+
+def test_a_code_cell_tagged_wrong_is_refused(tmp_path):
+    nb = tiny_notebook()
+    nb.cells[4] = tagged(new_code_cell(WRONG_SQUARE), eb.WRONG_TAG)  # Run All would run it over the solution
+    with pytest.raises(ValueError, match="must be a raw cell"):
+        eb.participant_copy(nb, source_name="01_x.ipynb")
+    with pytest.raises(ValueError, match="must be a raw cell"):
+        eb.verify_exercises(write(nb, tmp_path / "01_code_wrong.ipynb"), results_dir=tmp_path)
+    nb = tiny_notebook()
+    nb.cells.append(eb.wrong_cell("total = 1"))
+    with pytest.raises(ValueError, match="no check cell follows"):
+        eb.wrong_cells(nb, source_name="01_x.ipynb")
+
+
+def test_verify_rejects_an_exercise_without_a_known_wrong_answer(tmp_path):
+    results = eb.verify_exercises(write(tiny_notebook(wrong=()), tmp_path / "01_unguarded.ipynb"),
+                                  results_dir=tmp_path)
+    assert [r.ok for r in results] == [False, True]
+    assert not results[0].wrong and "no known-wrong answer" in results[0].describe()
+    assert "FAIL" in results[0].describe() and results[0].placeholder_error  # the rest of it is fine
+    assert "rejects 1 known-wrong answer" in results[1].describe()
+
+
+def test_verify_catches_a_check_that_accepts_a_wrong_answer(tmp_path):
+    lenient = "check(isinstance(answer, int), 'answer is a number')"  # right only in its type
+    results = eb.verify_exercises(write(tiny_notebook(check_source=lenient, wrong=(WRONG_ANSWER, WRONG_SQUARE)),
+                                        tmp_path / "01_lenient.ipynb"), results_dir=tmp_path)
+    first = results[0]
+    assert not first.ok and not first.solution_error and first.placeholder_error, first.describe()
+    assert [w.ok for w in first.wrong] == [False, False]
+    assert "accepts the known-wrong answer in cell 4 (def square(x):)" in first.describe()
+    assert "cell 5 (def square(x):)" in first.describe()
+
+    strict = "check_equal(square(3), 9)\ncheck_equal(answer, 49)"
+    results = eb.verify_exercises(write(tiny_notebook(check_source=strict, wrong=(WRONG_ANSWER, WRONG_SQUARE)),
+                                        tmp_path / "02_strict.ipynb"), results_dir=tmp_path)
+    assert results[0].ok, results[0].describe()
+    assert all(w.error.startswith("NotYet: Not yet:") for w in results[0].wrong)
+
+
+def test_a_wrong_answer_must_get_a_not_yet_message_not_a_crash(tmp_path):
+    crashing = "check(square(3) == 9, 'square 3')\ncheck(answer.bit_length() == 6, 'answer is 49')"
+    wrong = ("def square(x):\n    return x * x\n\nanswer = '49'", "def square(x):\n    return x * x\n\nanswer = 1 / 0",
+             "answer = 49")
+    results = eb.verify_exercises(write(tiny_notebook(check_source=crashing, wrong=wrong),
+                                        tmp_path / "01_crash.ipynb"), results_dir=tmp_path)
+    text = results[0].describe()
+    assert not results[0].ok and [w.ok for w in results[0].wrong] == [False, False, False]
+    assert "with AttributeError instead of a Not yet message" in text, text
+    assert "fails to run itself: ZeroDivisionError" in text, text
+    assert "(answer = 49) does not define square" in text, text
+
+
+def test_the_solution_is_back_in_place_after_the_wrong_answers(tmp_path):
+    nb = tiny_notebook()
+    nb.cells.insert(6, new_code_cell("assert square(4) == 16 and answer == 49, 'the solution, not a wrong answer'"))
+    results = eb.verify_exercises(write(nb, tmp_path / "01_after.ipynb"), results_dir=tmp_path)
+    assert [r.ok for r in results] == [True, True], [r.describe() for r in results]
+
+
+# --------------------------------------------------------------------------- what a participant sees
+
+def test_not_yet_shows_one_clean_line_in_a_kernel_and_still_fails_the_cell(tmp_path):
+    from cachelab.kit import runner
+
+    nb = new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    nb.cells = [new_code_cell("from cachelab.exercises import check_equal\ncheck_equal(6, 9, 'square, do not double')"),
+                new_code_cell("print('never reached')")]
+    outcome = runner.execute(write(nb, tmp_path / "01_not_yet.ipynb"), quick=True)
+    assert not outcome.ok and "NotYet" in outcome.error, "the cell fails: Run all, nbclient and the tests stop"
+    executed = nbformat.read(tmp_path / "01_not_yet.ipynb", as_version=4)
+    error = next(o for o in executed.cells[0].outputs if o.output_type == "error")
+    assert error.traceback == ["\u274c Not yet: expected 9, got 6. square, do not double"]
+    assert not executed.cells[1].outputs
+
+
+def test_checks_say_right_only_for_the_right_value_and_type(capsys):
+    from cachelab.exercises import NotYet, check, check_close, check_equal
+
+    check_equal(True, True)
+    check_close(np.int64(3), 3.0)
+    check_close(np.float64(0.5), 0.5)
+    check_equal(np.bool_(False), False)
+    assert capsys.readouterr().out.count("\u2705") == 4
+    for wrong in (lambda: check_equal(1, True), lambda: check_equal(0, False), lambda: check_close(True, 1.0),
+                  lambda: check_equal(np.arange(3), 3), lambda: check(..., "write it"),
+                  lambda: check_close("0.5", 0.5)):
+        with pytest.raises(NotYet, match="^Not yet: "):
+            wrong()
+    assert "\u2705" not in capsys.readouterr().out
+
+
+def test_hints_come_in_tiers():
+    from cachelab.exercises import Hints, NotYet, check
+
+    hints = Hints(["look at the keys", "count the distinct keys", "len(set(stream))"])
+    messages = []
+    for _ in range(4):
+        with pytest.raises(NotYet) as caught:
+            check(False, hints)
+        messages.append(str(caught.value))
+    assert messages == ["Not yet: Hint 1 of 3: look at the keys", "Not yet: Hint 2 of 3: count the distinct keys",
+                        "Not yet: Hint 3 of 3: len(set(stream))", "Not yet: Hint 3 of 3: len(set(stream))"]
+    for bad in ([], "one string", ["", "x"]):
+        with pytest.raises(ValueError, match="Hints needs"):
+            Hints(bad)
+
+
+# --------------------------------------------------------------------------- predict, then run
+
+def lru_or_lfu(**kwargs):
+    from cachelab.exercises import Prediction
+
+    options = dict(feedback={"a": "a scan of one-off keys pushes the hot keys out of an LRU.",
+                             "c": "the stream is skewed: a few keys get most requests, so the policies differ."},
+                   hints=["What does a scan of one-off keys do to each policy?", "LFU keeps counts; LRU keeps order."],
+                   explanation="LFU keeps the hot keys through the scan.")
+    options.update(kwargs)
+    return Prediction("Will LRU or LFU hit more often on this stream?",
+                      {"a": "LRU", "b": "LFU", "c": "about the same"}, **options)
+
+
+def test_a_prediction_gives_feedback_for_the_choice_made_and_hints_in_tiers(capsys):
+    from cachelab.exercises import NotYet
+
+    q = lru_or_lfu(answer="b")
+    assert "a) LRU" in str(q) and "**b**) LFU" in q._repr_markdown_() and 'prediction = "a"' in str(q)
+    with pytest.raises(NotYet) as first:
+        q.check("a")
+    assert str(first.value).splitlines() == [
+        "Not yet: you predicted a (LRU). a scan of one-off keys pushes the hot keys out of an LRU.",
+        "Hint 1 of 2: What does a scan of one-off keys do to each policy?"]
+    with pytest.raises(NotYet) as second:
+        q.check("About the same")  # a choice's text is accepted too
+    assert "you predicted c (about the same). the stream is skewed" in str(second.value)
+    assert "Hint 2 of 2: LFU keeps counts" in str(second.value) and q.attempts == 2
+    for unanswered in (..., None, "d", 2):
+        with pytest.raises(NotYet, match="^Not yet: .*'a', 'b', 'c'"):
+            q.check(unanswered)
+    assert q.attempts == 2, "a missing or malformed prediction is not a wrong try"
+    q.check("B")
+    assert capsys.readouterr().out == "\u2705 Right: b (LFU). LFU keeps the hot keys through the scan.\n"
+
+
+def test_a_prediction_can_take_its_answer_from_the_run(capsys):
+    from cachelab.exercises import NotYet
+
+    lfu_ratio, lru_ratio = 0.61, 0.48  # what a replay measured
+    q = lru_or_lfu(feedback={"a": "LRU forgets the hot keys in a scan.", "b": "LFU needs time to learn counts.",
+                             "c": "the policies differ on a skewed stream."})
+    winner = "b" if lfu_ratio > lru_ratio else "a"
+    q.check("b", answer=winner)
+    with pytest.raises(NotYet, match="LRU forgets"):
+        q.check("a", answer=winner)
+    with pytest.raises(ValueError, match="say which choice is right"):
+        q.check("a")
+    with pytest.raises(ValueError, match="the run says 'a' but the question was written with answer 'b'"):
+        lru_or_lfu(answer="b").check("a", answer="a")
+    assert "Right: b" in capsys.readouterr().out
+
+
+def test_a_prediction_needs_feedback_for_every_choice_that_can_be_wrong():
+    from cachelab.exercises import Prediction
+
+    with pytest.raises(ValueError, match=r"\['c'\] have none"):
+        lru_or_lfu(answer="b", feedback={"a": "LRU forgets the hot keys."})
+    with pytest.raises(ValueError, match=r"\['b'\] have none"):  # the run may make any choice the right one
+        lru_or_lfu(feedback={"a": "x", "c": "y"})
+    with pytest.raises(ValueError, match="not among the choices"):
+        lru_or_lfu(answer="b", feedback={"a": "x", "c": "y", "z": "?"})
+    with pytest.raises(ValueError, match="at least two choices"):
+        Prediction("One?", {"a": "yes"}, feedback={})
+    with pytest.raises(ValueError, match="answer must be one of"):
+        lru_or_lfu(answer="LFRU")
+
+
+def test_a_prediction_exercise_is_verified_like_the_others(tmp_path):
+    nb = new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    nb.cells = [
+        new_markdown_cell("# Predict, then run"),
+        new_code_cell("from cachelab.exercises import Prediction\n"
+                      "q = Prediction('Is 2 ** 10 more than a thousand?', {'a': 'yes', 'b': 'no'}, "
+                      "feedback={'a': 'x', 'b': 'powers of two double: ten doublings pass a thousand.'})\nq"),
+        tagged(new_code_cell('prediction = "a"'), eb.SOLUTION_TAG),
+        eb.wrong_cell('prediction = "b"'),
+        new_code_cell("measured = 2 ** 10"),
+        tagged(new_code_cell('q.check(prediction, answer="a" if measured > 1000 else "b")'), eb.CHECK_TAG),
+    ]
+    results = eb.verify_exercises(write(nb, tmp_path / "01_predict.ipynb"), results_dir=tmp_path)
+    assert [r.ok for r in results] == [True], [r.describe() for r in results]
+    assert "write your prediction first" in results[0].placeholder_error
+    assert "powers of two double" in results[0].wrong[0].error
+    copy_nb = eb.participant_copy(nb)
+    assert [c.source for c in copy_nb.cells if eb.PLACEHOLDER_TAG in eb.cell_tags(c)] == [
+        f"# {eb.YOUR_CODE_HERE}: replace the ... below.\nprediction = ..."]
 
 
 # --------------------------------------------------------------------------- the real series

@@ -1,14 +1,20 @@
 """Participant copies of the notebooks, generated from the one source of truth: ``make exercises``.
 
 Solutions are written once, in the notebooks, in code cells tagged ``solution``; the code cell that
-checks them follows, tagged ``check`` (it calls :mod:`cachelab.exercises`). :func:`build_exercises` writes
-``exercises/NN_slug.ipynb`` for every numbered notebook: outputs cleared, and each solution cell replaced
-by a placeholder that defines the same top-level names, ``name = ...`` for a value and a function with the
-same signature and docstring whose body raises ``NotImplementedError``. Every check cell then says
-"not yet" until the participant writes their own code.
+checks them follows, tagged ``check`` (it calls :mod:`cachelab.exercises`). Between them, raw cells tagged
+``wrong`` hold known-wrong answers: plausible mistakes (an off-by-one boundary, a memo that stores one
+entry) written like a solution. They are raw cells so that nothing runs them but the verification: "Run
+all" in ``notebooks/`` skips them, and the site leaves them out. :func:`build_exercises` writes
+``exercises/NN_slug.ipynb`` for every numbered notebook: outputs cleared, the wrong answers left out, and
+each solution cell replaced by a placeholder that defines the same top-level names, ``name = ...`` for a
+value and a function with the same signature and docstring whose body raises ``NotImplementedError``.
+Every check cell then says "not yet" until the participant writes their own code.
 
-:func:`verify_exercises` proves that last sentence for a notebook: it runs the notebook in a kernel and, at
-each check cell, runs the check on the solution (it must pass) and on the placeholder (it must fail).
+:func:`verify_exercises` proves that last sentence for a notebook, and that the check means something: it
+runs the notebook in a kernel and, at each check cell, runs the check on the solution (it must pass), on
+the placeholder (it must fail) and on every known-wrong answer (each must fail with a "Not yet" message).
+An exercise with no known-wrong answer fails the verification too: a check that rejects only the
+placeholder may accept any answer of the right type.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ from .notebooks import list_notebooks, notebook_client
 
 SOLUTION_TAG = "solution"
 CHECK_TAG = "check"
+WRONG_TAG = "wrong"
+WRONG_MIMETYPE = "text/x-python"  # a raw cell's format: nbconvert's HTML leaves it out
 PLACEHOLDER_TAG = "placeholder"
 YOUR_CODE_HERE = "Your code here"
 NOTE_CELL_ID = "participant-copy-note"
@@ -46,6 +54,25 @@ def is_solution(cell) -> bool:
 
 def is_check(cell) -> bool:
     return cell.get("cell_type") == "code" and CHECK_TAG in cell_tags(cell)
+
+
+def is_wrong(cell) -> bool:
+    """A known-wrong answer: a cell tagged ``wrong`` (it must be a raw cell, see :func:`wrong_cells`)."""
+    return WRONG_TAG in cell_tags(cell)
+
+
+def wrong_cell(source: str):
+    """A raw cell holding a known-wrong answer, with the metadata the conventions ask for.
+
+    Tagged ``wrong``; format ``text/x-python`` (left out of the HTML site); skipped in slides; collapsed
+    in JupyterLab, where the instructor running ``notebooks/`` would otherwise see it.
+    """
+    import nbformat
+
+    cell = nbformat.v4.new_raw_cell(source)
+    cell.metadata.update({"tags": [WRONG_TAG], "raw_mimetype": WRONG_MIMETYPE,
+                          "slideshow": {"slide_type": "skip"}, "jupyter": {"source_hidden": True}})
+    return cell
 
 
 # --------------------------------------------------------------------------- placeholders
@@ -164,8 +191,11 @@ def participant_copy(nb, *, source_name: str = ""):
     import nbformat
 
     out = copy.deepcopy(nb)
+    wrong_cells(out, source_name=source_name)  # a code cell tagged wrong is refused here, before it is copied
     cells = []
     for cell in out.cells:
+        if is_wrong(cell):
+            continue  # known-wrong answers are for the verification, never shown to participants
         cell.metadata.pop("execution", None)
         cell.metadata.pop("ExecuteTime", None)
         if cell.cell_type == "code":
@@ -254,6 +284,9 @@ def build_exercises(notebooks_dir: Path | None = None, out_dir: Path | None = No
 
 # --------------------------------------------------------------------------- verification
 
+NOT_YET_NAME = "NotYet"  # cachelab.exercises.NotYet, as the kernel names it
+
+
 class NotebookBroken(RuntimeError):
     """A cell that is not part of an exercise failed: the notebook must run clean before exercises are checked."""
 
@@ -268,15 +301,18 @@ class CheckResult:
     solution_error: str = ""  # empty when the check passed on the solution, as it must
     placeholder_error: str = ""  # the error the check raised on the placeholder; empty is a bug
     placeholder_broken: str = ""  # the placeholder cell itself failed to run (it must run clean)
+    wrong: list[WrongResult] = field(default_factory=list)  # each known-wrong answer, tried
 
     @property
     def ok(self) -> bool:
-        return not self.solution_error and bool(self.placeholder_error) and not self.placeholder_broken
+        return (not self.solution_error and bool(self.placeholder_error) and not self.placeholder_broken
+                and bool(self.wrong) and all(w.ok for w in self.wrong))
 
     def describe(self) -> str:
         where = f"{self.notebook} cell {self.cell} ({', '.join(self.names) or 'no names'})"
         if self.ok:
-            return f"ok    {where}: passes on the solution; on the placeholder: {self.placeholder_error}"
+            return (f"ok    {where}: passes on the solution, rejects {len(self.wrong)} known-wrong "
+                    f"answer{'s' if len(self.wrong) != 1 else ''}; on the placeholder: {self.placeholder_error}")
         problems = []
         if self.solution_error:
             problems.append(f"fails on the solution: {self.solution_error}")
@@ -284,7 +320,42 @@ class CheckResult:
             problems.append(f"the placeholder cell itself fails: {self.placeholder_broken}")
         elif not self.placeholder_error:
             problems.append("passes on the placeholder (it must fail until the participant writes code)")
+        if not self.wrong:
+            problems.append(f"no known-wrong answer to try (add a raw cell tagged {WRONG_TAG!r} after the solution: "
+                            "a plausible mistake the check must reject)")
+        problems += [w.problem() for w in self.wrong if not w.ok]
         return f"FAIL  {where}: " + "; ".join(problems)
+
+
+@dataclass
+class WrongResult:
+    """What one check cell did on one known-wrong answer: it must fail with a "Not yet" message."""
+
+    cell: int  # index of the raw cell holding the wrong answer
+    first_line: str  # of its source, to name it
+    error: str = ""  # what the check raised on it; empty: it accepted a wrong answer
+    broken: str = ""  # the wrong answer's own code failed to run
+
+    @property
+    def ok(self) -> bool:
+        return not self.broken and self.error.startswith(f"{NOT_YET_NAME}:")
+
+    def problem(self) -> str:
+        where = f"the known-wrong answer in cell {self.cell} ({self.first_line})"
+        if self.broken.startswith("does not define"):
+            return f"{where} {self.broken}"
+        if self.broken:
+            return f"{where} fails to run itself: {self.broken}"
+        if not self.error:
+            return f"accepts {where}"
+        return f"rejects {where} with {self.error.split(':', 1)[0]} instead of a Not yet message: {self.error}"
+
+
+def _safe_defined_names(source: str) -> list[str]:
+    try:
+        return defined_names(_python_source(source))
+    except SyntaxError:
+        return []
 
 
 def _safe_bound_names(source: str) -> list[str]:
@@ -315,6 +386,29 @@ def exercise_groups(nb) -> list[tuple[list[int], int]]:
     return groups
 
 
+def wrong_cells(nb, *, source_name: str = "") -> dict[int, list[int]]:
+    """The known-wrong answers of each check cell: ``{check index: [raw cell indices]}``.
+
+    A check cell's wrong answers are the cells tagged ``wrong`` after the previous check cell. They must
+    be raw cells: a code cell would run in "Run all" and replace the solution before its check.
+    """
+    found: dict[int, list[int]] = {}
+    pending: list[int] = []
+    for index, cell in enumerate(nb.cells):
+        if is_wrong(cell):
+            if cell.get("cell_type") != "raw":
+                raise ValueError(f"{source_name or 'notebook'} cell {index}: a cell tagged {WRONG_TAG!r} must be a raw "
+                                 "cell (a code cell would run in Run All and replace the solution); "
+                                 "cachelab.kit.exercises_build.wrong_cell(source) makes one")
+            pending.append(index)
+        elif is_check(cell):
+            found[index] = pending
+            pending = []
+    if pending:
+        raise ValueError(f"{source_name or 'notebook'} cells {pending}: tagged {WRONG_TAG!r} but no check cell follows")
+    return found
+
+
 def _python_source(source: str) -> str:
     """Cell source as plain Python (IPython magics turned into calls), for static analysis."""
     try:
@@ -327,11 +421,13 @@ def _python_source(source: str) -> str:
 
 def verify_exercises(path: Path, *, quick: bool = True, results_dir: Path | None = None,
                      figures_dir: Path | None = None, timeout: int | None = None) -> list[CheckResult]:
-    """Check that each check cell of ``path`` passes on the solution and fails on the placeholder.
+    """Check that each check cell of ``path`` passes on the solution and fails on the placeholder and on
+    every known-wrong answer.
 
     The whole notebook runs in a fresh kernel, in order, up to its last check cell. At each check cell:
     the check runs on the solution; then the solution's names are forgotten, the placeholder runs and the
-    check again; then the solution runs again for the cells that follow.
+    check again; then, for each known-wrong answer (raw cells tagged ``wrong``), the names are forgotten
+    again, the wrong answer runs and the check again; then the solution runs again for the cells that follow.
     Raises :class:`NotebookBroken` when a cell that is not part of an exercise fails.
     """
     import nbformat
@@ -350,6 +446,7 @@ def _run_exercises(path, nb, plan, quick, results_dir, figures_dir, timeout) -> 
     from nbclient.exceptions import CellExecutionError
 
     check_of = {check: solutions for solutions, check in exercise_groups(nb)}
+    wrong_of = wrong_cells(nb, source_name=path.name)
     results = []
 
     def run(source: str, index: int) -> str:
@@ -385,6 +482,24 @@ def _run_exercises(path, nb, plan, quick, results_dir, figures_dir, timeout) -> 
             for source in solutions:
                 result.placeholder_broken = result.placeholder_broken or run(placeholder_source(source), index)
             result.placeholder_error = run(cell.source, index)
+            for wrong_index in wrong_of.get(index, []):
+                source = nb.cells[wrong_index].source
+                lines = [ln.strip() for ln in source.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+                tried = WrongResult(wrong_index, (lines[0] if lines else "")[:80])
+                missing = [n for s in solutions for n in defined_names(s) if n not in _safe_defined_names(source)]
+                if missing:  # it stands for the participant's whole cell: the check would only see a NameError
+                    tried.broken = (f"does not define {', '.join(missing)} (a known-wrong answer replaces the whole "
+                                    "solution cell, as a participant's answer does)")
+                    result.wrong.append(tried)
+                    continue
+                names = sorted(({n for s in solutions for n in bound_names(s)} | set(_safe_bound_names(source)))
+                               - earlier)
+                if names:
+                    run("\n".join(f"globals().pop({n!r}, None)" for n in names), index)
+                tried.broken = run(source, wrong_index)
+                if not tried.broken:
+                    tried.error = run(cell.source, index)
+                result.wrong.append(tried)
             for source in solutions:  # back to the solution's state for the cells that follow
                 error = run(source, index)
                 if error:
@@ -413,13 +528,14 @@ def verify_series(only: Sequence[str] | None = None, *, quick: bool = True, resu
 def main_summary(results: list[CheckResult]) -> int:
     """Print a closing line and return the exit code for ``python -m cachelab exercises --verify``."""
     bad = [r for r in results if not r.ok]
-    print(f"\n{len(results) - len(bad)} passed, {len(bad)} failed: check cells against solutions and placeholders")
+    print(f"\n{len(results) - len(bad)} passed, {len(bad)} failed: check cells against solutions, placeholders "
+          f"and known-wrong answers")
     return 1 if bad else 0
 
 
-__all__ = ["CheckResult", "NotebookBroken", "build_exercises", "bound_names", "defined_names", "exercise_groups",
-           "exercises_dir", "participant_copy", "placeholder_source", "render_copy", "stale_copies",
-           "verify_exercises", "verify_series"]
+__all__ = ["CheckResult", "NotebookBroken", "WrongResult", "build_exercises", "bound_names", "defined_names",
+           "exercise_groups", "exercises_dir", "is_wrong", "participant_copy", "placeholder_source", "render_copy",
+           "stale_copies", "verify_exercises", "verify_series", "wrong_cell", "wrong_cells"]
 
 
 def main(args) -> int:
@@ -446,6 +562,7 @@ def add_parser(sub) -> None:
     parser.add_argument("--only", nargs="*", help="notebook numbers or names, e.g. 01 02")
     parser.add_argument("--check", action="store_true", help="only report copies that are missing or out of date")
     parser.add_argument("--verify", action="store_true",
-                        help="run the notebooks: each check cell must pass on the solution, fail on the placeholder")
+                        help="run the notebooks: each check cell must pass on the solution, fail on the placeholder "
+                             "and on every known-wrong answer (raw cells tagged 'wrong')")
     parser.add_argument("--full", action="store_true", help="with --verify: full mode instead of quick mode")
     parser.set_defaults(func=main)
