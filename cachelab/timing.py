@@ -310,6 +310,21 @@ def from_samples(name: str, samples_ns: Iterable[float], **meta) -> Timing:
     return Timing(name=name, samples_ns=tuple(float(s) for s in samples_ns), loops=1, meta=meta)
 
 
+def noise_note(timings: Iterable[Timing]) -> str:
+    """A sentence to append to prose that quotes ``timings``: empty when none of them is noisy.
+
+    Names the noisy ones when they are few; says the run was noisy when most of them are.
+    """
+    timings = [arguments.instance("each timing", t, Timing) for t in timings]
+    noisy = [t.name for t in timings if t.noisy]
+    if not noisy:
+        return ""
+    if len(noisy) > 2 and len(noisy) * 2 > len(timings):
+        return (f" (A noisy run: {len(noisy)} of these {len(timings)} timings spread by more than "
+                f"{NOISY_SPREAD:.0%} of their median; the ratios are rough.)")
+    return f" (Noisy: {', '.join(noisy)}; the ratios involving {'it' if len(noisy) == 1 else 'them'} are rough.)"
+
+
 def table(timings: Iterable[Timing], baseline: Timing | None = None) -> str:
     """A plain-text table of timings, with the speedup over ``baseline`` when given (two significant figures).
 

@@ -2,7 +2,6 @@ import itertools
 import re
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -178,3 +177,13 @@ def test_factors_are_quoted_to_two_significant_figures():
     assert format_factor(1_017_613) == "1,000,000x"
     assert format_factor(25_388) == "25,000x"
     assert format_factor(4.04) == "4x" and format_factor(5.43) == "5.4x" and format_factor(0.184) == "0.18x"
+
+
+def test_a_noise_note_names_the_noisy_timings_or_calls_the_run_noisy():
+    from cachelab.timing import noise_note
+
+    quiet = [Timing(f"q{i}", tuple(100.0 + j for j in range(11))) for i in range(3)]
+    busy = [Timing(f"b{i}", tuple(100.0 * (1 + j / 5) for j in range(11))) for i in range(3)]
+    assert noise_note(quiet) == ""
+    assert "b0" in noise_note(quiet + busy[:1]) and "q0" not in noise_note(quiet + busy[:1])
+    assert "A noisy run: 3 of these 4" in noise_note(quiet[:1] + busy)
