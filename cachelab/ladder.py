@@ -14,6 +14,8 @@ metadata (never by timing names), checks that every step is there, and turns the
   value size?) as a function.
 
 Missing results raise :class:`cachelab.results.ResultsMissing`, naming the notebook to run first.
+:func:`current_run` loads results and checks that they come from one run of the series (same folder, same
+mode, saved in the series' order, close together), raising :class:`ResultsStale` otherwise.
 """
 
 from __future__ import annotations
@@ -335,3 +337,58 @@ def recommend(*, processes: int = 1, machines: int = 1, survive_restart: bool = 
     if max_staleness_s is not None:
         return Recommendation("cachetools", "one process, entries that expire after a TTL")
     return Recommendation("lru_cache", "one process, data that never change: the standard library is enough")
+
+
+# --------------------------------------------------------------------------- results of this run only
+
+class ResultsStale(LookupError):
+    """Saved results that do not belong to the run now going on: the message says which, and what to rerun."""
+
+
+def _saved_at(saved: _results.SavedResults):
+    import datetime as _dt
+
+    return _dt.datetime.fromisoformat(saved.environment["date"])
+
+
+def current_run(notebooks: Sequence[str], *, max_gap: float = 3600.0, now=None) -> dict[str, _results.SavedResults]:
+    """The results of ``notebooks`` (in series order), checked to come from the run of the series going on now.
+
+    A run of the series (``make run``, the tests) executes the notebooks in order into one results folder
+    (``$CACHELAB_RESULTS_DIR``), so the results a later notebook may combine with its own were all saved in
+    that folder, in the mode of this run (quick or full), in the order of the series (a notebook re-run on its
+    own afterwards breaks the order), each within ``max_gap`` seconds of the one before and the last within
+    ``max_gap`` of ``now``. Raises :class:`~cachelab.results.ResultsMissing` for a notebook that saved nothing
+    and :class:`ResultsStale` for any other break, naming the notebooks to rerun.
+    """
+    import datetime as _dt
+
+    from .timing import quick_mode
+
+    loaded = {notebook: _results.load(notebook) for notebook in notebooks}
+    now = now or _dt.datetime.now(_dt.UTC)
+    mode = quick_mode()
+    from . import paths
+
+    where = paths.results_dir()
+    rerun = f"rerun {', '.join(notebooks)} in order (or `make run`, which runs the whole series)"
+    wrong_mode = [nb for nb, saved in loaded.items() if bool(saved.environment.get("quick_mode")) != mode]
+    if wrong_mode:
+        raise ResultsStale(f"{', '.join(wrong_mode)} saved results in {'full' if mode else 'quick'} mode, and this "
+                           f"run is in {'quick' if mode else 'full'} mode: {rerun}.")
+    previous_name, previous = None, None
+    for notebook, saved in loaded.items():
+        at = _saved_at(saved)
+        if at > now:
+            raise ResultsStale(f"{notebook} saved its results in {where} after this run began: {rerun}.")
+        if previous is not None and at < previous:
+            raise ResultsStale(f"{notebook} saved its results before {previous_name} did, not after it: one of them "
+                               f"comes from another run; {rerun}.")
+        if previous is not None and (at - previous).total_seconds() > max_gap:
+            raise ResultsStale(f"{notebook} saved its results {(at - previous).total_seconds() / 60:.0f} min after "
+                               f"{previous_name}: not one run; {rerun}.")
+        previous_name, previous = notebook, at
+    if previous is not None and (now - previous).total_seconds() > max_gap:
+        raise ResultsStale(f"{previous_name} saved its results {(now - previous).total_seconds() / 60:.0f} min ago: "
+                           f"from an earlier run; {rerun}.")
+    return loaded
