@@ -120,6 +120,16 @@ class FailoverRun:
         ok = self.reads[(self.reads[:, 1] == 1) & (self.reads[:, 2] == int(on_victim))][:, 0]
         return float(np.diff(ok).max()) if len(ok) > 1 else float("nan")
 
+    def stalled_fraction(self, *, on_victim: bool, bucket_s: float = 0.1) -> float:
+        """The share of ``bucket_s`` intervals from the kill to the promotion in which not one read succeeded,
+        on the victim's shard or on the others: 1.0 is down throughout, 0.0 served throughout."""
+        edges = np.arange(0.0, self.promoted_s, bucket_s)
+        if len(edges) < 2:
+            return float("nan")
+        ok = self.reads[(self.reads[:, 1] == 1) & (self.reads[:, 2] == int(on_victim))][:, 0]
+        counts, _ = np.histogram(ok, bins=edges)
+        return float((counts == 0).mean())
+
     def summary(self) -> dict:
         return {"victim": self.victim, "promoted_s": round(self.promoted_s, 3), "window_s": round(self.window_s, 3),
                 "reads": len(self.reads), "read_errors": self.read_errors,
@@ -132,6 +142,7 @@ class FailoverRun:
                 "waited_unconfirmed_lost": self.waited_unconfirmed_lost, "waited_failed": self.waited_failed,
                 "cut_replica": self.cut_replica, "full_coverage": self.full_coverage,
                 "other_shards_longest_gap_s": round(self.longest_gap(on_victim=False), 3),
+                "other_shards_stalled_fraction": round(self.stalled_fraction(on_victim=False), 3),
                 "victim_longest_gap_s": round(self.longest_gap(on_victim=True), 3),
                 "retries_per_call": self.retries_per_call,
                 "rejoined_s": round(self.rejoined_s, 3), "restarted_as": self.restarted_as}
@@ -140,18 +151,22 @@ class FailoverRun:
 def write_and_wait(client, key: str, value, *, replicas: int = 1, timeout_ms: int = 50) -> int:
     """``SET`` then ``WAIT replicas timeout_ms`` on the same connection (one pipeline to the key's primary):
     returns how many replicas acknowledged the write. ``WAIT`` counts the writes of its own connection,
-    so it must follow the write on that connection."""
+    so it must follow the write on that connection. ``replicas=0`` sends the ``SET`` alone, the same way
+    (to time the two alike); it returns 0."""
+    arguments.integer("replicas", replicas, minimum=0)
     node = client.get_node_from_key(key)
     with client.get_redis_connection(node).pipeline(transaction=False) as pipe:
         pipe.set(key, value)
-        pipe.wait(replicas, timeout_ms)
-        return int(pipe.execute()[1])
+        if replicas:
+            pipe.wait(replicas, timeout_ms)
+        replies = pipe.execute()
+    return int(replies[1]) if replicas else 0
 
 
 def failover_stream(cluster, prefix: str, *, victim=None, cut_replica: bool = True, full_coverage: bool = True,
                     lead_s: float = 0.3,
                     cut_s: float = 0.3, tail_s: float = 0.5, read_keys: int = 300, retries: int = 2,
-                    socket_timeout: float = 0.5, wait_timeout_ms: int = 50, timeout: float = 30.0) -> FailoverRun:
+                    socket_timeout: float = 0.5, wait_timeout_ms: int = 100, timeout: float = 30.0) -> FailoverRun:
     """Kill a primary of ``cluster`` (a ManagedCluster) while a reader and two writers run, then restart it.
 
     The reader reads keys spread over every shard. Writer *plain* writes new keys on the victim's shard
@@ -290,6 +305,9 @@ def failover_stream(cluster, prefix: str, *, victim=None, cut_replica: bool = Tr
     first_ok = (min(after) - kill_at) if after else float("nan")
     rejoin_start = time.monotonic()
     cluster.restart(victim)
+    while cluster.role(victim) != "replica" and time.monotonic() < rejoin_start + timeout:
+        time.sleep(0.02)  # it starts as the primary its nodes.conf remembers, until it hears of the new epoch
+    cluster.wait_ok()
     rejoined = time.monotonic() - rejoin_start
     for node in cluster.alive_nodes():  # back to the default, the restarted node included
         with contextlib.closing(node.client()) as c:
@@ -417,7 +435,7 @@ def read_loop(spec: dict, keys: Sequence[str], seconds: float, batch: int = 0) -
                           password=spec["password"], username=spec["username"], socket_timeout=5,
                           socket_connect_timeout=2)
     keys = list(keys)
-    for key in keys[:100]:
+    for key in keys[:20]:  # connections to every node open before the clock starts
         client.get(key)
     done = i = 0
     cpu0, t0 = time.process_time(), time.perf_counter()
@@ -467,41 +485,56 @@ def python_throughput(cluster, pool, keys: Sequence[str], *, workers: int, secon
     server1 = process_cpu_seconds(pids) if pids else None
     done = sum(r[0] for r in results)
     elapsed = max(r[1] for r in results)
-    return {"keys_per_s": done / elapsed, "keys": done, "seconds": elapsed,
+    return {"keys_per_s": done / elapsed, "keys": done, "wall_s": elapsed,
             "client_cpu_s": sum(r[2] for r in results),
             "server_cpu_s": None if server0 is None or server1 is None else server1 - server0}
 
 
-def redis_benchmark(cluster, *, requests: int, clients: int = 32, pipeline: int = 1, threads: int = 2,
-                    keyspace: int = 100_000, timeout: float = 120.0) -> dict | None:
-    """``redis-benchmark -t set,get`` against ``cluster`` (C clients, ``--cluster`` when it has several
-    primaries), with the CPU the servers used. ``None`` when ``redis-benchmark`` is not on PATH."""
+def redis_benchmark(cluster, *, test: str = "get", requests: int, clients: int = 32, pipeline: int = 1,
+                    threads: int = 2, keyspace: int = 100_000, value_size: int = 180,
+                    timeout: float = 120.0) -> dict | None:
+    """``redis-benchmark -t <test>`` (``get`` or ``set``) against ``cluster``: C clients, ``--cluster`` when it
+    has several primaries, ``-r keyspace`` random keys of ``value_size`` bytes (run ``set`` first, so
+    that ``get`` finds them), with the CPU the servers used. ``None`` when ``redis-benchmark`` is not on PATH."""
+    if test not in ("get", "set"):
+        raise ValueError(f"test is 'get' or 'set', not {test!r}")
     exe = shutil.which("redis-benchmark")
     if exe is None:
         return None
     host, port = cluster.startup_nodes[0]
-    args = [exe, "-h", host, "-p", str(port), "-t", "set,get", "-n", str(requests), "-c", str(clients),
-            "-P", str(pipeline), "-r", str(keyspace), "--csv", "--threads", str(threads)]
+    args = [exe, "-h", host, "-p", str(port), "-t", test, "-n", str(requests), "-c", str(clients),
+            "-P", str(pipeline), "-r", str(keyspace), "-d", str(value_size), "--csv", "--threads", str(threads)]
     if cluster.password:
         args += ["-a", cluster.password]
     if len(cluster.primaries()) > 1:
         args.insert(1, "--cluster")
     pids = [n.pid for n in getattr(cluster, "nodes", [])]
     before = process_cpu_seconds(pids) if pids else None
+    children = _children_cpu_seconds()
     started = time.perf_counter()
     out = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
     wall = time.perf_counter() - started
     after = process_cpu_seconds(pids) if pids else None
-    rows = {}
+    client_cpu = None if children is None else _children_cpu_seconds() - children
+    rate = None
     for line in out.stdout.splitlines():
         parts = [p.strip('"') for p in line.split(",")]
-        if parts and parts[0] in ("SET", "GET"):
-            rows[parts[0]] = float(parts[1])
-    if "GET" not in rows:
-        raise RuntimeError(f"redis-benchmark gave no GET figure: {(out.stdout + out.stderr)[-300:]}")
-    return {"get_per_s": rows["GET"], "set_per_s": rows.get("SET"), "requests": requests, "wall_s": wall,
-            "pipeline": pipeline, "clients": clients,
-            "server_cpu_s": None if before is None or after is None else after - before}
+        if parts and parts[0] == test.upper():
+            rate = float(parts[1])
+    if rate is None:
+        raise RuntimeError(f"redis-benchmark gave no {test.upper()} figure: {(out.stdout + out.stderr)[-300:]}")
+    return {"per_s": rate, "requests": requests, "wall_s": wall, "pipeline": pipeline, "clients": clients,
+            "client_cpu_s": client_cpu, "server_cpu_s": None if before is None or after is None else after - before}
+
+
+def _children_cpu_seconds() -> float | None:
+    """CPU seconds used by this process's finished children (``getrusage``; ``None`` where there is none)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 # --------------------------------------------------------------------------- how many shards
