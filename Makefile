@@ -3,28 +3,46 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# `make setup OFFLINE=1`: install from wheelhouse/ (`make prefetch`) only, never from the network
+WHEELHOUSE ?= wheelhouse
+OFFLINE    ?=
+OFFLINE_ON := $(filter 1 yes true,$(OFFLINE))
+PIP_FROM   := $(if $(OFFLINE_ON),--no-index --find-links $(WHEELHOUSE))
+# the Python that the checks are about: the venv's once it exists, else the one that will make it. The check
+# is a plain script that prints one FAIL line and exits 2 when it is too old; a Python it cannot run on fails too.
+CHECK_PY   = $(if $(wildcard $(PY)),$(PY),$(PYTHON))
+NEED_WHEELHOUSE = test -d $(WHEELHOUSE) || { echo "make setup OFFLINE=1 installs from $(WHEELHOUSE)/, which is not \
+	here: run make prefetch on a machine with a network, and copy the repository with its wheelhouse/." >&2; exit 2; }
+CHECK_PYTHON = $(CHECK_PY) cachelab/kit/check.py --python-only 2>/dev/null; code=$$?; \
+	if [ $$code -ne 0 ] && [ $$code -ne 2 ]; then echo "FAIL  Python: $(CHECK_PY) could not run the check \
+	(missing, or too old to run it) -> fix: install Python 3.11 or newer, then make setup PYTHON=python3.12"; exit 2; fi; \
+	exit $$code
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system run test test-fast refresh servers stop lint data clean bench check exercises prefetch site
+.PHONY: help setup system run test test-fast refresh servers stop lint data clean bench check exercises prefetch site \
+	python-version
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-10s %s\n", $$1, $$2}'
 
+# the one Python check, before anything is installed: plain Python, no package imported (exit 2 when too old)
+python-version:
+	@$(CHECK_PYTHON)
+
 $(STAMP): requirements.txt pyproject.toml
-	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
-	  echo "cachelab needs Python 3.11 or newer; $(PYTHON) is $$($(PYTHON) --version 2>&1)." \
-	  "Install a newer one (python.org, pyenv, brew install python@3.12) and run: make setup PYTHON=python3.12" >&2; exit 2; }
+	@$(CHECK_PYTHON)
+	@$(if $(OFFLINE_ON),$(NEED_WHEELHOUSE))
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -e .
+	$(PY) -m pip install --quiet --disable-pip-version-check $(PIP_FROM) -r requirements.txt -e .
 	$(PY) -m ipykernel install --sys-prefix --name python3 > /dev/null
 	@touch $@
 
-setup: $(STAMP) ## create .venv, install the pinned requirements and the package, the servers and tools, the data
-	@$(PY) -m cachelab setup-system
+setup: $(STAMP) ## create .venv, install the pinned requirements and the package, the servers and tools, the data (OFFLINE=1: from wheelhouse/)
+	@$(if $(OFFLINE_ON),CACHELAB_OFFLINE=1 )$(PY) -m cachelab setup-system
 	@$(PY) -m cachelab data
 
 system: $(STAMP) ## install the missing system tools (redis-server, memcached, wrk) where no password is needed
-	@$(PY) -m cachelab setup-system
+	@$(if $(OFFLINE_ON),CACHELAB_OFFLINE=1 )$(PY) -m cachelab setup-system
 
 servers: setup ## start Redis and memcached (unless compose or REDIS_URL/MEMCACHED_SERVERS provide them)
 	@$(PY) -m cachelab servers up
@@ -48,13 +66,13 @@ bench: setup ## each caching layer next to its floor, client and servers pinned 
 refresh: setup ## re-execute the committed notebooks in place (full measurements) for a reference run
 	$(PY) -m cachelab run --in-place
 
-check: setup ## is this machine ready? Python, packages, kernel, servers, ports, disk: OK or FAIL with the fix
+check: python-version setup ## is this machine ready? Python first, packages, kernel, servers, ports, disk: OK or FAIL with the fix
 	@$(PY) -m cachelab check
 
 exercises: setup ## regenerate the participant copies (exercises/) from the notebooks' solution cells
 	$(PY) -m cachelab exercises
 
-prefetch: setup ## for bad Wi-Fi: wheels into wheelhouse/ and `docker compose pull` (see the README)
+prefetch: setup ## for bad Wi-Fi: wheels for Linux/WSL and macOS, the server .debs, `docker compose pull`, into wheelhouse/
 	$(PY) -m cachelab prefetch $(PREFETCH_ARGS)
 
 site: setup ## the HTML site of the committed notebooks (their reference run) into build/site/, nothing run

@@ -4,6 +4,12 @@ One line per item, ``OK`` or ``FAIL`` with the fix: the Python version, each pac
 version, the Jupyter kernel, the flight database, Redis and every memcached node with their versions, the
 ports the compose file publishes, and free disk space. The exit code is non-zero when anything fails,
 so an instructor can run it in a loop over the room's machines, or a participant the evening before.
+
+The Python line comes first, and it can come alone, before anything is installed: ``make check`` and
+``make setup`` first run this file as a plain script (``python cachelab/kit/check.py --python-only``),
+which needs nothing but the standard library, so that a Python 3.10 is named as the problem on the first
+line instead of in a failed install. That is why the package's modules are imported inside the functions
+that need them.
 """
 
 from __future__ import annotations
@@ -14,11 +20,12 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
-from .. import paths
-from ..servers.probes import port_in_use
+try:
+    from .. import paths
+except ImportError:  # run as a plain script, before any install: only --python-only works then
+    paths = None
 
 MINIMUM_PYTHON = (3, 11)
 KERNEL_NAME = "python3"
@@ -68,6 +75,8 @@ def read_pins(requirements: Path) -> list[tuple[str, str]]:
 
 def check_packages(requirements: Path | None = None) -> list[Item]:
     """Each pinned package installed at exactly its pinned version."""
+    from importlib import metadata
+
     requirements = Path(requirements or paths.project_root() / "requirements.txt")
     if not requirements.exists():
         return [Item("packages", False, f"{requirements} not found", "run this from a clone of the repository")]
@@ -182,7 +191,7 @@ def check_ports(ports: dict[int, str] | None = None, ours: set[int] | frozenset[
 
     ``ports`` maps a port to what needs it; the default is the compose file's ports.
     """
-    from ..servers import COMPOSE_MEMCACHED_PORTS, COMPOSE_REDIS_PORT
+    from ..servers import COMPOSE_MEMCACHED_PORTS, COMPOSE_REDIS_PORT, probes
 
     if ports is None:
         ports = {COMPOSE_REDIS_PORT: "docker compose Redis"}
@@ -190,7 +199,7 @@ def check_ports(ports: dict[int, str] | None = None, ours: set[int] | frozenset[
     items = []
     for port, use in ports.items():
         name = f"port {port}"
-        if not port_in_use(port):
+        if not probes.port_in_use(port):
             items.append(Item(name, True, f"free (for {use})"))
         elif port in ours:
             items.append(Item(name, True, f"in use by the servers found above ({use})"))
@@ -203,6 +212,8 @@ def check_ports(ports: dict[int, str] | None = None, ours: set[int] | frozenset[
 
 def check_jupyter_port(port: int = JUPYTER_PORT) -> Item:
     """Jupyter's usual port: taken is fine (Jupyter picks the next one), but worth knowing."""
+    from ..servers.probes import port_in_use
+
     if port_in_use(port):
         return Item(f"port {port}", True, "in use: JupyterLab will pick the next free port and print its URL")
     return Item(f"port {port}", True, "free (for JupyterLab)")
@@ -249,3 +260,22 @@ def add_parser(sub) -> None:
     parser = sub.add_parser("check", help="is this machine ready? one line per item, OK or FAIL with the fix")
     parser.add_argument("--no-servers", action="store_true", help="skip the Redis and memcached items")
     parser.set_defaults(func=main)
+
+
+def python_only(argv: list[str]) -> int:
+    """``python cachelab/kit/check.py --python-only``: the Python line alone, printed only when it fails.
+
+    Exit code 2 (a machine that is not ready) for a Python older than :data:`MINIMUM_PYTHON`, 0 otherwise.
+    """
+    if argv != ["--python-only"]:
+        print("usage: python cachelab/kit/check.py --python-only (the whole check: make check)", file=sys.stderr)
+        return 2
+    item = check_python()
+    if item.ok:
+        return 0
+    print(item.line(), flush=True)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(python_only(sys.argv[1:]))

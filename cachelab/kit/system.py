@@ -10,6 +10,10 @@ without asking for a password**: ``apt-get`` as root or through ``sudo -n``, ``d
 ``brew`` (never as root). It prints the exact command before it runs it. ``CACHELAB_NO_INSTALL=1`` turns
 installing off. Where nothing can be installed it says what is missing and the ways to get it, and fails
 (exit code 2) only when no servers can be had at all.
+
+Offline (``make setup OFFLINE=1``, which sets ``CACHELAB_OFFLINE=1``), nothing is downloaded: on Debian
+and Ubuntu the packages come from the stick, ``wheelhouse/debs/<release>-<arch>/`` as ``make prefetch``
+left them, and only the missing ones are installed, with ``dpkg -i`` (that folder's ``install.sh``).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..servers import config as server_config
 
@@ -63,11 +68,37 @@ def _no_password_sudo() -> bool:
         return False
 
 
-def install_commands(tools: list[Tool]) -> list[list[str]] | None:
-    """The commands that install ``tools`` without a password prompt on this machine, or ``None``."""
+def offline() -> bool:
+    """``CACHELAB_OFFLINE=1`` (``make setup OFFLINE=1``): install from the stick, never from the network."""
+    return os.environ.get("CACHELAB_OFFLINE", "") not in ("", "0")
+
+
+def stick_folder(debs_root: Path | None = None, os_release: Path = Path("/etc/os-release")) -> Path | None:
+    """The folder of Debian/Ubuntu packages for this release on the stick (``make prefetch``), if it is there."""
+    from .prefetch import DEBS_FOLDER, release_name, wheelhouse_dir
+
+    if not (shutil.which("dpkg") and os_release.exists()):
+        return None
+    folder = Path(debs_root or wheelhouse_dir() / DEBS_FOLDER) / release_name(os_release)
+    return folder if (folder / "install.sh").exists() else None
+
+
+def install_commands(tools: list[Tool], *, from_stick: bool | None = None,
+                     debs_root: Path | None = None) -> list[list[str]] | None:
+    """The commands that install ``tools`` without a password prompt on this machine, or ``None``.
+
+    ``from_stick`` (default: :func:`offline`): only from the packages ``make prefetch`` put in
+    ``wheelhouse/debs/`` for this release, never from the network.
+    """
     if not tools:
         return []
     root = hasattr(os, "geteuid") and os.geteuid() == 0
+    if offline() if from_stick is None else from_stick:
+        folder = stick_folder(debs_root)
+        prefix = [] if root else ["sudo", "-n"] if _no_password_sudo() else None
+        if folder is None or prefix is None:
+            return None
+        return [[*prefix, "sh", str(folder / "install.sh")]]
     if sys.platform == "darwin":
         if shutil.which("brew") and not root:
             return [["brew", "install", *sorted({t.brew for t in tools})]]
@@ -134,7 +165,13 @@ def ensure(*, allow_install: bool | None = None, run=subprocess.run, say=print) 
         absent = missing()
     if not absent:
         return []
+    from .prefetch import DEBS_FOLDER
+
     why = ("installing is turned off (CACHELAB_NO_INSTALL=1)" if not allow_install else
+           f"offline (OFFLINE=1) nothing is downloaded, and wheelhouse/{DEBS_FOLDER}/ holds no packages for this "
+           "machine that can be installed without a password (Debian, Ubuntu: `make prefetch` on a machine of "
+           "this release puts them there, and dpkg installs them as root or with passwordless sudo; elsewhere, "
+           "install the tools before the day)" if commands is None and offline() else
            "this machine has no package manager cachelab can use without a password "
            "(apt-get or dnf as root or with passwordless sudo, or brew)" if commands is None else
            "the install did not bring them")
