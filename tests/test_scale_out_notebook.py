@@ -39,7 +39,8 @@ def test_the_notebook_leaves_a_users_cluster_as_it_was(tmp_path, monkeypatch):
         assert shape(theirs) == before, "the user's cluster failed over or had slots moved"
         for key, value in FOREIGN.items():
             assert client.get(key) == value, f"{key!r} was changed or deleted"
-        leftovers = [k for h, p in theirs.primaries() for k in theirs.node_client(h, p).scan_iter(match="*08_scale_out*")]
+        leftovers = [k for host, port in theirs.primaries()
+                     for k in theirs.node_client(host, port).scan_iter(match="*08_scale_out*")]
         assert leftovers == ["cachelab:someone-else:08_scale_out:k"], "the notebook left keys behind"
         text = (tmp_path / "08_scale_out.ipynb").read_text()
         assert "(environment)" in text, "the notebook should say it used the cluster given by REDIS_CLUSTER_URL"

@@ -226,8 +226,18 @@ class Cluster:
         return out
 
     def version(self) -> str:
+        """The server's version, as ``INFO`` gives it (Valkey's own version, not its Redis-compatible one)."""
         infos = self.info("server")
-        return next(iter(infos.values())).get("redis_version", "?") if infos else "?"
+        info = next(iter(infos.values()), {}) if infos else {}
+        return str(info.get("valkey_version") or info.get("redis_version", "?"))
+
+    def server(self) -> str:
+        """``'Redis 7.0.15'`` or ``'Valkey 9.1.2'``: what the nodes are."""
+        infos = self.info("server")
+        info = next(iter(infos.values()), {}) if infos else {}
+        if "valkey_version" in info:
+            return f"Valkey {info['valkey_version']}"
+        return f"Redis {info.get('redis_version', '?')}"
 
     def describe(self) -> str:
         nodes = self.topology()
