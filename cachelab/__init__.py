@@ -15,10 +15,11 @@ The helpers of each step of the ladder: :mod:`~cachelab.memo` (01, 02), :mod:`~c
 :mod:`~cachelab.expiry` and :mod:`~cachelab.threads` (03), :mod:`~cachelab.diskmemo` (04),
 :mod:`~cachelab.sharding` and :mod:`~cachelab.workers` (05), :mod:`~cachelab.cache_aside`,
 :mod:`~cachelab.near_cache` and :mod:`~cachelab.stampede` (06), :mod:`~cachelab.webapp` (07: the flight
-service as a Flask app) and :mod:`~cachelab.ladder` (09).
+service as a Flask app), :mod:`~cachelab.tracking` and :mod:`~cachelab.scale_out` (08: client-side caching,
+a Redis Cluster under failover and resharding), :mod:`~cachelab.ladder` and :mod:`~cachelab.guide` (09).
 
 The machinery a reader never needs lives in subpackages: :mod:`cachelab.servers` (real Redis and memcached,
-found or started, with safe clients, and gunicorn serving the web app), :mod:`cachelab.load` (the load
+found or started, with safe clients, gunicorn serving the web app, a Redis Cluster), :mod:`cachelab.load` (the load
 generators of notebook 07: wrk, k6, placement, freshness), :mod:`cachelab.kit` (the command line,
 ``make setup``, ``make run``, the site, the exercises, ``make check``, ``make prefetch``) and
 :mod:`cachelab.bench` (``make bench``).
