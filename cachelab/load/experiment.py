@@ -8,8 +8,8 @@ Redis and memcached started for this experiment, the CPU placement, and the requ
 
 1. start gunicorn with the most workers (``max(ks)``), empty caches, and start the background writer
    and checker (:mod:`cachelab.load.freshness`), which run until the server stops;
-2. **cold start**: wrk runs of a second from empty caches, until the misses stop (at most
-   ``cold_max_seconds``), with every worker's counters sampled every 100 ms;
+2. **cold start**: wrk runs of a second from empty caches, without writes, until the misses stop (at
+   most ``cold_max_seconds``), with every worker's counters sampled every 100 ms;
 3. for each worker count, from the most to one (gunicorn's TTOU stops the oldest worker, so the
    survivors stay warm): a **steady** wrk run, with its hit ratio and backend queries from the counters;
    optionally the **floor** and the **hit path** taken in turn, and an **open-loop** k6 run;
@@ -181,15 +181,15 @@ def _wrk(bench: Bench, server: Gunicorn, stream: str, seconds: int | None = None
             "p90_ms": result.percentile_ms(90), "p99_ms": result.percentile_ms(99)}
 
 
-def _cold_start(bench: Bench, server: Gunicorn, stream: str, background) -> dict:
-    """wrk runs of one second from empty caches, for at least ``cold_seconds`` and until a second has no more
-    misses than the writes explain (twice the write rate), or ``cold_max_seconds`` have passed."""
+def _cold_start(bench: Bench, server: Gunicorn, stream: str, max_seconds: int) -> dict:
+    """wrk runs of one second from empty caches, no writes, for at least ``cold_seconds`` and until a second
+    has at most two misses, or ``max_seconds`` have passed."""
     chunks = []
     while True:
-        chunks.append(_wrk(bench, server, stream, 1, background))
+        chunks.append(_wrk(bench, server, stream, 1))
         elapsed = len(chunks)
-        warm = chunks[-1]["counters"]["misses"] <= 2 * bench.write_rate
-        if elapsed >= bench.cold_max_seconds or (elapsed >= bench.cold_seconds and warm):
+        warm = chunks[-1]["counters"]["misses"] <= 2
+        if elapsed >= bench.cold_seconds and (elapsed >= max_seconds or warm):
             break
     counts = {name: sum(c["counters"][name] for c in chunks) for name in COUNTERS}
     requests = sum(c["requests"] for c in chunks)
@@ -201,8 +201,8 @@ def _cold_start(bench: Bench, server: Gunicorn, stream: str, background) -> dict
 
 def measure_mode(bench: Bench, mode: str, ks: Sequence[int], *, pairs: int | dict = 0,
                  open_loop: Callable[[dict], Sequence[float]] | None = None, open_loop_k: int | None = None,
-                 open_loop_seconds: int = 2, hot_stream: str = "hot", cold: bool = True,
-                 run: str | None = None) -> dict:
+                 open_loop_seconds: float = 2, hot_stream: str = "hot", cold: bool = True,
+                 cold_max_seconds: int | None = None, run: str | None = None) -> dict:
     """Run ``mode`` through the protocol of the module docstring; returns plain data.
 
     ``cold=False`` skips the cold start (a mode without a cache has none). ``pairs``: how many (floor,
@@ -222,7 +222,7 @@ def measure_mode(bench: Bench, mode: str, ks: Sequence[int], *, pairs: int | dic
         writes = (writer, checker)
         if cold and bench.cold_seconds:
             with Sampler(server) as sampler:
-                out["cold"] = _cold_start(bench, server, hot_stream, writes)
+                out["cold"] = _cold_start(bench, server, hot_stream, cold_max_seconds or bench.cold_max_seconds)
             out["cold"]["series"] = sampler.samples
         out["memory"] = server.memory()  # the most workers, warm
         for k in ks:
@@ -257,25 +257,28 @@ def measure_mode(bench: Bench, mode: str, ks: Sequence[int], *, pairs: int | dic
     return out
 
 
-def measure_fork(bench: Bench, workers: int, stream: str = "all", seconds: int | None = None) -> dict:
+def measure_fork(bench: Bench, workers: int, seconds: int = 2) -> dict:
     """Memory per worker, with and without gunicorn's ``--preload``, of an ``lru`` cache warmed with every
-    answer (one ``GROUP BY`` query) and of ``none`` (no cache, the baseline of each).
+    answer (one ``GROUP BY`` query) and of ``none`` (no cache, the baseline of each), right after start.
 
     With ``--preload`` the master builds the app, and so warms the cache, before the fork: every worker
-    starts with the master's pages, shared copy-on-write. Without it, each worker builds the app and
-    warms its own copy after the fork. Each server is measured right after start and again after a wrk
-    run over ``stream`` has read the entries."""
+    starts with the master's pages, shared copy-on-write. Without it, each worker warms its own copy after
+    the fork. The preloaded ``lru`` server is measured twice more: after a second of requests for the hot
+    routes only (``"hot"``: the first requests' own costs, a few entries read), then after ``seconds`` of
+    requests for every route (``"all"``): what reading the rest of the cache copied."""
     out = {}
     for preload in (True, False):
         for mode in ("lru", "none"):
             settings = {**bench.settings(mode, f"fork-{mode}"), "warm": mode == "lru"}
             with start_gunicorn(mode, workers, settings=settings, cpus=bench.placement.servers,
                                 preload=preload) as server:
-                before = server.memory()
-                run = _wrk(bench, server, stream, seconds)
-                after = server.memory()
-                master = process_memory(server.pid)
-            out[f"{mode}, {'preload' if preload else 'no preload'}"] = {
-                "mode": mode, "preload": preload, "workers": workers, "master": master,
-                "before": list(before.values()), "after": list(after.values()), "run": run}
+                found = {"start": list(server.memory().values())}
+                if preload and mode == "lru":
+                    found["hot_run"] = _wrk(bench, server, "hot", 1)
+                    found["after hot"] = list(server.memory().values())
+                    found["all_run"] = _wrk(bench, server, "all", seconds)
+                    found["after all"] = list(server.memory().values())
+                found["master"] = process_memory(server.pid)
+            out[f"{mode}, {'preload' if preload else 'no preload'}"] = {"mode": mode, "preload": preload,
+                                                                        "workers": workers, **found}
     return out

@@ -49,7 +49,7 @@ class Stage:
     """One offered rate held for ``seconds``, and what k6 measured during it (latencies in ms)."""
 
     rate: float
-    seconds: int
+    seconds: float
     requests: int
     failed: int
     dropped: int
@@ -65,7 +65,7 @@ class Stage:
                 "dropped": self.dropped, "achieved": self.achieved, "latency_ms": dict(self.latency_ms)}
 
 
-def parse_summary(summary: dict, stages: Sequence[tuple[float, int]]) -> list[Stage]:
+def parse_summary(summary: dict, stages: Sequence[tuple[float, float]]) -> list[Stage]:
     """The :class:`Stage` results from k6's summary export for the ``(rate, seconds)`` stages run."""
     metrics = summary["metrics"]
     out = []
@@ -82,7 +82,7 @@ def parse_summary(summary: dict, stages: Sequence[tuple[float, int]]) -> list[St
     return out
 
 
-def run_k6(base_url: str, paths_file: str | Path, rates: Sequence[float], *, seconds: int = 2,
+def run_k6(base_url: str, paths_file: str | Path, rates: Sequence[float], *, seconds: float = 2,
            max_vus: int = 200, cpus: Sequence[int] | None = None, request_timeout_s: int = 10) -> list[Stage]:
     """Offer each rate of ``rates`` (requests per second) for ``seconds``, in order; one k6 run.
 
@@ -91,7 +91,7 @@ def run_k6(base_url: str, paths_file: str | Path, rates: Sequence[float], *, sec
     """
     if not rates:
         raise ValueError("rates must name at least one offered rate")
-    seconds = arguments.integer("seconds", seconds, minimum=1)
+    seconds = arguments.number("seconds", seconds, minimum=0.5)
     max_vus = arguments.integer("max_vus", max_vus, minimum=1)
     # k6 starts a whole number of iterations per time unit: the offered rates are rounded.
     stages = [(max(1, round(arguments.number("each rate", r, positive=True))), seconds) for r in rates]
