@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -35,6 +37,20 @@ def settings(db, caches, **extra):
     redis, memcached = caches
     return {"db_path": str(db), "redis_url": redis.url, "memcached": [memcached.address],
             "prefix": "cachelab:test_web:", "ttl": 30, "local_ttl": 30, **extra}
+
+
+def gunicorn_children() -> list[int]:
+    """This process's living gunicorn children (Linux), zombies excluded."""
+    me, found = os.getpid(), []
+    for pid in Path(f"/proc/{me}/task/{me}/children").read_text().split():
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if state != "Z" and b"gunicorn" in command:
+            found.append(int(pid))
+    return found
 
 
 def get(server, path):
@@ -116,8 +132,6 @@ def test_a_worker_that_ignores_sigterm_is_killed_with_the_group():
         server.stop(graceful=0.5)
     finally:
         if gunicorn.group_pids(group):
-            import os
-
             os.killpg(group, signal.SIGKILL)
     assert gunicorn.group_pids(group) == []
 
@@ -127,7 +141,7 @@ def test_a_server_that_cannot_start_says_why_and_leaves_nothing(tmp_path):
         gunicorn.start_gunicorn("none", settings={"db_path": str(tmp_path / "missing.sqlite")}, timeout=20)
     with pytest.raises(ValueError, match="unknown web app setting"):
         gunicorn.start_gunicorn("none", settings={"colour": "red"})
-    assert not [s for s in gunicorn._RUNNING]
+    assert not gunicorn_children(), "a server that failed to start leaves no process behind"
 
 
 def test_scale_changes_the_number_of_workers():
