@@ -41,6 +41,7 @@ from . import arguments
 
 LOCAL_SHARE = 0.1  # of the memory budget, for the local tier of a two-tier cache (the rest is the shared one)
 TOLERANCE = 0.10  # latencies within 10% of the fastest count as a tie, broken by fewer moving parts
+ON_ONE_REDIS = ("Redis", "near cache", "client-side caching")  # candidates whose shared tier is one Redis server
 TWO_TIER_SAFETY_TTL = 3600.0  # s: the local tier of an invalidated cache still expires, in case a message is lost
 
 
@@ -337,7 +338,8 @@ def _constraints(out: Evaluation, situation: Situation, measured: Measurements, 
     """Append to ``out.ruled_out`` every constraint of ``situation`` the candidate fails."""
     c = out.candidate
     bound = situation.max_staleness_s
-    if bound is not None and out.staleness_s > bound:
+    unmeasured = c.expiry == "invalidation" and c.name not in measured.invalidation_s  # said already
+    if bound is not None and out.staleness_s > bound and not unmeasured:
         if math.isinf(out.staleness_s):
             what = "it never expires: an answer stays stale until the process restarts"
         elif c.expiry == "ttl":
@@ -355,7 +357,9 @@ def _constraints(out: Evaluation, situation: Situation, measured: Measurements, 
         out.ruled_out.append(f"it hits only {out.hit_ratio:.1%} of requests here, below the {pays_from:.1%} "
                              "from which it starts to pay")
     shared_load = situation.request_rate * (1 - out.local_hit_ratio) if c.scope == "shared" else 0.0
-    if c.scope == "shared" and not c.shards and shared_load > measured.shared_server_rps:
+    # one Redis's rate was measured (08); memcached is multi-threaded and sharded by its client over several
+    # nodes, and its rate was not measured, so the model sets it no cap
+    if c.name in ON_ONE_REDIS and shared_load > measured.shared_server_rps:
         out.ruled_out.append(f"it would need {shared_load:,.0f} requests/s from one server, which served "
                              f"{measured.shared_server_rps:,.0f} here")
     if c.shards and shared_load > measured.shard_rps * measured.cluster_shards:
@@ -396,14 +400,24 @@ class Ranking:
                 f"{'memory':>9} {'stale up to':>11}")
         lines = [head, "-" * len(head)]
         for i, e in enumerate(self.ranked, start=1):
-            stale = ("never" if e.staleness_s == 0 else "unbounded" if math.isinf(e.staleness_s)
-                     else f"{e.staleness_s:.3g} s")
+            stale = _duration(e.staleness_s)
             lines.append(f"{i:>2} {e.name:<20} {e.hit_ratio:>9.1%} {format_ns(e.latency_ns):>9} "
                          f"{e.backend_qps:>11,.1f} {_bytes(e.memory_bytes):>9} {stale:>11}")
         if self.ruled_out:
             lines.append("")
             lines += [f"   ruled out: {e.name}: {'; '.join(e.ruled_out)}" for e in self.ruled_out]
         return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    if seconds == 0:
+        return "never"
+    if math.isinf(seconds):
+        return "unbounded"
+    for unit, size in (("h", 3600), ("min", 60), ("s", 1), ("ms", 1e-3)):
+        if seconds >= size or unit == "ms":
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds:.3g} s"
 
 
 def _bytes(n: float) -> str:
@@ -429,3 +443,77 @@ def rank(situation: Situation, measured: Measurements, candidates: Sequence[Cand
         rest = [e for e in eligible if e not in close]
         eligible = sorted(close, key=lambda e: (e.candidate.parts, e.latency_ns)) + rest
     return Ranking(situation, eligible, [e for e in evaluations if not e.eligible])
+
+
+# --------------------------------------------------------------------------- this run's measurements
+
+INVALIDATION_TIMINGS = {  # (notebook, timing name): the time from a write elsewhere to the local copy's drop
+    "client-side caching": ("08_scale_out", "write in another process, until the local copy drops"),
+    "near cache": ("06_redis", "write in another process, until the near cache drops it"),
+}
+
+
+def _percentile(timing, q: float) -> float:
+    return float(np.percentile(np.asarray(timing.samples_ns, dtype=float) / timing.loops, q))
+
+
+def measured_in(loaded: Mapping, *, entry_bytes: Mapping[str, float] | None = None,
+                extra_hits: Mapping[str, float] | None = None,
+                extra_overheads: Mapping[str, float] | None = None) -> Measurements:
+    """The :class:`Measurements` of one run of the series, from the results of 01-08 (``loaded``: notebook ->
+    saved results, as :func:`cachelab.ladder.series_results` gives them).
+
+    Hits and misses are the ladder entries (:mod:`cachelab.ladder`). What a miss adds to the query is two
+    round trips for a network cache (the GET that missed and the SET; 05 and 06 time a bare round trip
+    together with the hit) and the measured miss minus the query for joblib. The staleness bound of an
+    invalidated cache is the 99th percentile of its measured invalidation latency. ``entry_bytes``,
+    ``extra_hits`` and ``extra_overheads`` come from the notebook that calls this (09 measures diskcache
+    and the bytes one answer takes in each layer).
+    """
+    from .ladder import entries
+
+    ladder = {}
+    for saved in loaded.values():
+        for (step, kind), timing in entries(saved).items():
+            ladder.setdefault((step, kind), timing)
+
+    def median(step, kind="hit"):
+        timing = ladder.get((step, kind))
+        return None if timing is None else timing.median
+
+    def value(notebook, key, default=None):
+        saved = loaded.get(notebook)
+        return default if saved is None else saved.values.get(key, default)
+
+    query = median("recompute", "miss")
+    hits = {"lru_cache": median("lru_cache"), "cachetools TTL": median("cachetools"), "joblib": median("joblib"),
+            "memcached": median("memcached"), "Redis": median("redis"), "near cache": median("redis"),
+            "client-side caching": median("redis"), "Redis Cluster": median("redis cluster"),
+            **dict(extra_hits or {})}
+    round_trip = {"memcached": value("05_memcached", "round_trip_ns:memcached"),
+                  "Redis": value("06_redis", "round_trip_ns:redis")}
+    overheads = {name: 2 * rtt for name, rtt in round_trip.items() if rtt}
+    for name in ("near cache", "client-side caching"):
+        if round_trip["Redis"]:
+            overheads[name] = 2 * round_trip["Redis"]
+    if hits["Redis Cluster"]:
+        overheads["Redis Cluster"] = 2 * hits["Redis Cluster"]
+    if median("joblib", "miss") and query:
+        overheads["joblib"] = max(0.0, median("joblib", "miss") - query)
+    overheads.update(extra_overheads or {})
+    invalidation = {}
+    for name, (notebook, timing_name) in INVALIDATION_TIMINGS.items():
+        saved = loaded.get(notebook)
+        if saved is not None and timing_name in saved.timings:
+            invalidation[name] = _percentile(saved.timings[timing_name], 99) / 1e9
+    local = {"near cache": median("near cache"), "client-side caching": median("tracking")}
+    throughput = value("08_scale_out", "throughput", {}) or {}
+    one_shard = throughput.get("by_shards", {}).get("1", {}).get("benchmark", {}).get("per_s")
+    if query is None:
+        raise ValueError("the results hold no recompute (miss) entry: run notebooks/01_naive_recomputation.ipynb")
+    return Measurements(
+        query_ns=query, hit_ns={k: v for k, v in hits.items() if v},
+        miss_overhead_ns=overheads, entry_bytes=dict(entry_bytes or {}), invalidation_s=invalidation,
+        local_hit_ns={k: v for k, v in local.items() if v},
+        shared_server_rps=one_shard or math.inf, shard_rps=one_shard or math.inf,
+        source={"notebooks": ", ".join(sorted(loaded))})

@@ -1,21 +1,19 @@
-"""The whole ladder side by side: what notebooks 01-06 measured, read back from their saved results.
+"""The whole ladder side by side: what notebooks 01-08 measured, read back from their saved results.
 
 Each notebook of the series records the cost of ONE answer of the flight service at its step with
-``lab.record(timing, ladder="<step>", kind="hit"|"miss")`` and the hit ratio it reaches on the standard
-stream as ``lab.results.put("hit_ratio:<step>", value)``. This module reads those entries by their
-metadata (never by timing names), checks that every step is there, and turns them into:
+``lab.record(timing, ladder="<step>", kind="hit"|"miss")`` and the hit ratio it reaches on its stream as
+``lab.results.put("hit_ratio:<step>", value)``. This module reads those entries by their metadata (never
+by timing names), checks that every step is there and that they all come from the run going on
+(:func:`series_results`, which falls back to the committed reference run, saying so), and turns them into:
 
 * :func:`collect`: the rungs of the ladder, in order, each a :class:`Rung` holding its :class:`Timing`;
 * :func:`ladder_table`: a plain-text table (step, hit/miss, median, p10-p90, speedup over recomputing);
-* :func:`ladder_figure`: the cost of one answer on a log axis with p10-p90 bars, and the speedup;
-* :func:`decision_guide`: a table of what each step offers, whose latency and hit-ratio columns come
-  from the measured results;
-* :func:`recommend`: the short decision flow (how fresh? how many machines? processes? restarts?
-  value size?) as a function.
+* :func:`expected_costs`: the cost of one request at each step at the hit ratio its notebook measured;
+* :func:`ladder_figure`: every rung as a dot with its p10-p90 whisker on a log axis, and the expected cost
+  per request next to it.
 
-Missing results raise :class:`cachelab.results.ResultsMissing`, naming the notebook to run first.
-:func:`current_run` loads results and checks that they come from one run of the series (same folder, same
-mode, saved in the series' order, close together), raising :class:`ResultsStale` otherwise.
+Missing results raise :class:`cachelab.results.ResultsMissing`, naming the notebook to run first; results
+from another run raise :class:`ResultsStale`. The decision guide that reads the ladder is :mod:`cachelab.guide`.
 """
 
 from __future__ import annotations
@@ -39,8 +37,12 @@ EXPECTED: tuple[tuple[str, str, str], ...] = (
     ("redis", "hit", "06_redis"),
     ("redis", "miss", "06_redis"),
     ("near cache", "hit", "06_redis"),
+    ("tracking", "hit", "08_scale_out"),
+    ("redis cluster", "hit", "08_scale_out"),
 )
-SERIES: tuple[str, ...] = tuple(dict.fromkeys(nb for _, _, nb in EXPECTED))
+LADDER_NOTEBOOKS: tuple[str, ...] = tuple(dict.fromkeys(nb for _, _, nb in EXPECTED))
+# The notebooks whose results 09 combines: those with ladder entries, and 07 (the web service under load).
+SERIES: tuple[str, ...] = tuple(sorted({*LADDER_NOTEBOOKS, "07_web_service_under_load"}))
 BASELINE = ("recompute", "miss")
 KIND_COLORS = {"hit": "#4C72B0", "miss": "#DD8452"}
 
@@ -87,18 +89,22 @@ def entries(saved: _results.SavedResults) -> dict[tuple[str, str], Timing]:
     return found
 
 
-def collect(expected: Sequence[tuple[str, str, str]] = EXPECTED, *, extras: bool = True) -> list[Rung]:
+def collect(expected: Sequence[tuple[str, str, str]] = EXPECTED, *, extras: bool = True,
+            loaded: Mapping[str, _results.SavedResults] | None = None) -> list[Rung]:
     """Every rung of the ladder, in the order of ``expected``, read from the saved results.
 
     Raises :class:`~cachelab.results.ResultsMissing` when a notebook has saved nothing (the message
     names it), and :class:`LadderIncomplete` when it saved results without an expected entry.
     With ``extras``, further ladder entries a notebook recorded (a miss nobody asked for, say) are
-    kept too, right after that notebook's expected ones.
+    kept too, right after that notebook's expected ones. ``loaded`` gives results already read (those of
+    :func:`series_results`); the others are loaded from the results folder.
     """
-    loaded: dict[str, dict[tuple[str, str], Timing]] = {}
+    saved = dict(loaded or {})
+    by_notebook: dict[str, dict[tuple[str, str], Timing]] = {}
     for _step, _kind, notebook in expected:
-        if notebook not in loaded:
-            loaded[notebook] = entries(_results.load(notebook))
+        if notebook not in by_notebook:
+            by_notebook[notebook] = entries(saved[notebook] if notebook in saved else _results.load(notebook))
+    loaded = by_notebook
     rungs: list[Rung] = []
     used: set[tuple[str, str, str]] = set()
     for i, (step, kind, notebook) in enumerate(expected):
@@ -134,11 +140,13 @@ def baseline(rungs: Sequence[Rung]) -> Rung:
     return find(rungs, *BASELINE)
 
 
-def hit_ratios(notebooks: Sequence[str] = SERIES) -> dict[str, float]:
+def hit_ratios(notebooks: Sequence[str] = LADDER_NOTEBOOKS,
+               loaded: Mapping[str, _results.SavedResults] | None = None) -> dict[str, float]:
     """The ``hit_ratio:<step>`` values the notebooks saved, as ``{step: ratio}`` (those that exist)."""
     out: dict[str, float] = {}
     for notebook in notebooks:
-        for key, value in _results.load(notebook).values.items():
+        saved = loaded[notebook] if loaded and notebook in loaded else _results.load(notebook)
+        for key, value in saved.values.items():
             if key.startswith("hit_ratio:") and isinstance(value, int | float):
                 out.setdefault(key.split(":", 1)[1], float(value))
     return out
@@ -169,27 +177,57 @@ def ladder_table(rungs: Sequence[Rung]) -> str:
     return "\n".join(lines)
 
 
-def ladder_figure(rungs: Sequence[Rung], *, save_as: str | None = "07_ladder",
-                  title: str = "The ladder: the cost of one answer at every step"):
-    """Two panels: the cost of one answer (log axis, p10-p90 bars, hits and misses coloured) and the
-    speedup over recomputing. Saved as ``figures/<save_as>.png`` (keep "ladder" in the name: the
-    report's index page shows ``*ladder*.png``)."""
+def expected_costs(rungs: Sequence[Rung], ratios: Mapping[str, float]) -> dict[str, float]:
+    """``{step: ns}``: the cost of one request at each step, ``h * hit + (1 - h) * miss``, at the hit ratio ``h``
+    its notebook measured (steps without a measured hit ratio are left out).
+
+    A step without a measured miss (an in-process cache) misses at the cost of recomputing: its lookup
+    is nanoseconds next to a query of milliseconds.
+    """
+    base = baseline(rungs)
+    out = {}
+    for step, h in ratios.items():
+        hit = next((r for r in rungs if r.step == step and r.kind == "hit"), None)
+        if hit is None:
+            continue
+        miss = next((r for r in rungs if r.step == step and r.kind == "miss"), base)
+        out[step] = h * hit.median + (1 - h) * miss.median
+    return out
+
+
+def ladder_figure(rungs: Sequence[Rung], ratios: Mapping[str, float] | None = None, *,
+                  save_as: str | None = "09_ladder", title: str = "The ladder: the cost of one answer at every step"):
+    """Two panels. Left: every rung, hit and miss, a dot at the median with its p10-p90 whisker on a log axis.
+    Right: the expected cost of one request at each step at its measured hit ratio (:func:`expected_costs`),
+    next to recomputing. Saved as ``figures/<save_as>.png`` (keep "ladder" in the name: the site's index page
+    shows ``*ladder*.png``)."""
     import matplotlib.pyplot as plt
 
     from . import plots
 
+    ratios = dict(ratios or {})
     timings = [r.labelled_timing() for r in rungs]
     colors = {r.label: KIND_COLORS.get(r.kind, plots.PALETTE[-1]) for r in rungs}
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 0.45 * len(rungs) + 1.8),
+    costs = expected_costs(rungs, ratios)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 0.42 * len(rungs) + 1.9),
                                       gridspec_kw={"width_ratios": [3, 2]})
-    plots.latency_chart(timings, title="Cost of one answer (blue: hit, orange: miss)", colors=colors, ax=left)
-    base = baseline(rungs).labelled_timing()
-    plots.speedup_chart(timings, base, title="Speedup over recomputing", ax=right)
-    for patch, rung in zip(right.patches, rungs, strict=False):
-        patch.set_color(colors[rung.label])
-    for text, rung in zip(right.texts, rungs, strict=False):
-        text.set_text(_speedup_text(rung.speedup_over(baseline(rungs))))
-    right.set_yticklabels([])
+    plots.dot_chart(timings, title="Cost of one answer (blue: hit, orange: miss)", colors=colors, ax=left)
+    base = baseline(rungs)
+    names = [f"{step} (at {ratios[step]:.0%} hits)" for step in costs] + ["recompute (no cache)"]
+    values = [*costs.values(), base.median]
+    right.scatter(values, range(len(values)), color=[plots.PALETTE[0]] * len(costs) + [KIND_COLORS["miss"]], zorder=3)
+    right.set_yticks(range(len(values)), names)
+    right.invert_yaxis()
+    if max(values) > 10 * min(values):  # a log axis only for a range of an order of magnitude or more
+        right.set_xscale("log")
+    else:
+        right.set_xlim(0, max(values) * 1.35)
+    plots.time_axis(right, "x")
+    right.grid(axis="x", which="both", alpha=0.3)
+    right.set_title("Expected cost of one request at the measured hit ratio")
+    for y, value in enumerate(values):
+        right.annotate(f"{format_ns(value)}  ({base.median / value:.2g}x)", (value, y), textcoords="offset points",
+                       xytext=(6, -3), fontsize=8)
     fig.suptitle(title, fontweight="bold")
     fig.tight_layout()
     if save_as:
@@ -197,149 +235,7 @@ def ladder_figure(rungs: Sequence[Rung], *, save_as: str | None = "07_ladder",
     return fig
 
 
-# --------------------------------------------------------------------------- how to choose
-
-@dataclass(frozen=True)
-class Option:
-    """What one step of the ladder offers: facts about the tool, not measurements.
-
-    ``hit_ratio_note`` says why a step has no measured hit ratio, when it has none by design: the guide
-    prints it as a footnote instead of a bare "n/a".
-    """
-
-    step: str
-    shared_by: str
-    survives_restart: str
-    freshness: str
-    values: str
-    moving_parts: str
-    hit_ratio_note: str = ""
-
-
-OPTIONS: tuple[Option, ...] = (
-    Option("dict memo", "one process", "no", "never expires; you clear it", "any object",
-           "none; grows without bound"),
-    Option("lru_cache", "one process (thread-safe)", "no", "never expires; cache_clear()", "any object",
-           "none"),
-    Option("cachetools", "one process (lock it for threads)", "no", "TTL per cache", "any object",
-           "a lock, a TTL to choose"),
-    Option("joblib", "processes sharing a disk", "yes (disk)", "never by time; on code change",
-           "large arrays (memory-mapped)", "a cache folder to clean; pickle",
-           hit_ratio_note="none replayed, since joblib.Memory never evicts on its own: on the standard stream "
-                          "it hits every repeated request (the repeat ceiling) unless reduce_size() removes entries"),
-    Option("memcached", "many machines", "no (memory only)", "TTL, delete on write", "up to 1 MB per item",
-           "servers, a client, serialisation, invalidation"),
-    Option("redis", "many machines", "optional (RDB/AOF)", "TTL, delete on write", "up to 512 MB, keep small",
-           "a server, a client, serialisation, invalidation"),
-    Option("near cache", "many machines, local copy", "no", "local TTL on top of Redis",
-           "small hot values", "all of Redis, plus a local TTL"),
-)
-
-
-def decision_guide(rungs: Sequence[Rung], ratios: Mapping[str, float] | None = None,
-                   options: Sequence[Option] = OPTIONS) -> list[dict]:
-    """One row per option: its facts, plus the measured hit and miss cost and standard-stream hit ratio.
-
-    Latency columns come from ``rungs`` (the miss of a step without one is recomputing plus the lookup,
-    shown as the recompute cost); the hit ratio from ``ratios`` (``None`` where no notebook saved one,
-    with the option's ``hit_ratio_note`` saying why, when it has one).
-    """
-    ratios = dict(ratios or {})
-    base = baseline(rungs)
-    rows = []
-    for option in options:
-        hit = next((r for r in rungs if r.step == option.step and r.kind == "hit"), None)
-        miss = next((r for r in rungs if r.step == option.step and r.kind == "miss"), None)
-        rows.append({
-            "step": option.step, "shared by": option.shared_by, "survives restart": option.survives_restart,
-            "freshness": option.freshness, "values": option.values, "moving parts": option.moving_parts,
-            "hit_ns": hit.median if hit else None,
-            "miss_ns": miss.median if miss else base.median,
-            "speedup": hit.speedup_over(base) if hit else None,
-            "hit_ratio": ratios.get(option.step),
-            "hit_ratio_note": option.hit_ratio_note if ratios.get(option.step) is None else "",
-        })
-    return rows
-
-
-def format_guide(rows: Sequence[Mapping]) -> str:
-    """The decision guide as a plain-text table (measured columns formatted, n/a where missing).
-
-    A missing hit ratio with a ``hit_ratio_note`` reads "n/a (1)", and the note follows the table.
-    """
-    cols = ["step", "hit", "miss", "speedup", "hit ratio", "shared by", "survives restart", "freshness", "values"]
-    notes = [(row["step"], row["hit_ratio_note"]) for row in rows
-             if row["hit_ratio"] is None and row.get("hit_ratio_note")]
-    marks = {step: f" ({i})" for i, (step, _) in enumerate(notes, start=1)}
-
-    def cell(row, col):
-        if col == "hit":
-            return format_ns(row["hit_ns"]) if row["hit_ns"] is not None else "n/a"
-        if col == "miss":
-            return format_ns(row["miss_ns"]) if row["miss_ns"] is not None else "n/a"
-        if col == "speedup":
-            return _speedup_text(row["speedup"]) if row["speedup"] is not None else "n/a"
-        if col == "hit ratio":
-            return f"{row['hit_ratio']:.0%}" if row["hit_ratio"] is not None else "n/a" + marks.get(row["step"], "")
-        return str(row[col])
-
-    table = [[cell(r, c) for c in cols] for r in rows]
-    widths = [max(len(c), *(len(t[i]) for t in table)) for i, c in enumerate(cols)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True))]
-    lines.append("-" * len(lines[0]))
-    lines += ["  ".join(v.ljust(w) for v, w in zip(t, widths, strict=True)) for t in table]
-    if notes:
-        lines.append("")
-        lines += [f"({i}) {step}: {note}." for i, (step, note) in enumerate(notes, start=1)]
-    return "\n".join(lines)
-
-
-@dataclass(frozen=True)
-class Recommendation:
-    step: str
-    reason: str
-
-
-MEMCACHED_ITEM_LIMIT = 1024 * 1024  # memcached's default largest item (-I 1m)
-
-
-def recommend(*, processes: int = 1, machines: int = 1, survive_restart: bool = False,
-              max_staleness_s: float | None = None, value_bytes: int = 1_000) -> Recommendation:
-    """The short decision flow of notebook 07, as a function.
-
-    ``max_staleness_s``: how old an answer may be (``None``: the data never change; ``0``: never stale).
-    The questions are asked in this order: how fresh must it be? how many machines? how many processes?
-    must it survive a restart? how large are the values? how fresh, again, for the local choices?
-    """
-    if processes < 1 or machines < 1:
-        raise ValueError("processes and machines must be at least 1")
-    if value_bytes < 0:
-        raise ValueError("value_bytes must be non-negative")
-    if max_staleness_s is not None and max_staleness_s <= 0:
-        return Recommendation("recompute", "no answer may be stale: cache only with invalidation on every "
-                                           "write, or do not cache")
-    if machines > 1:
-        if survive_restart or value_bytes > MEMCACHED_ITEM_LIMIT:
-            return Recommendation("redis", "shared by every machine; persistence and large values are "
-                                           "Redis's, not memcached's")
-        if max_staleness_s is None or max_staleness_s >= 1:
-            return Recommendation("near cache", "shared by every machine, with a local copy of hot keys "
-                                                "for as long as staleness allows")
-        return Recommendation("redis", "shared by every machine and fresh to the second: no local copy")
-    if processes > 1:
-        if value_bytes > MEMCACHED_ITEM_LIMIT:
-            return Recommendation("joblib", "large values shared through the local disk")
-        if survive_restart:
-            return Recommendation("diskcache", "shared by the processes of one machine and kept on disk")
-        return Recommendation("memcached", "one copy for every process, so each key is computed once")
-    if value_bytes > MEMCACHED_ITEM_LIMIT or survive_restart:
-        return Recommendation("joblib", "results kept on disk across restarts, large arrays memory-mapped")
-    if max_staleness_s is not None:
-        return Recommendation("cachetools", "one process, entries that expire after a TTL")
-    return Recommendation("lru_cache", "one process, data that never change: the standard library is enough")
-
-
-# --------------------------------------------------------------------------- results of this run only
+# --------------------------------------------------------------------------- one run, or the reference run
 
 class ResultsStale(LookupError):
     """Saved results that do not belong to the run now going on: the message says which, and what to rerun."""
@@ -392,3 +288,43 @@ def current_run(notebooks: Sequence[str], *, max_gap: float = 3600.0, now=None) 
         raise ResultsStale(f"{previous_name} saved its results {(now - previous).total_seconds() / 60:.0f} min ago: "
                            f"from an earlier run; {rerun}.")
     return loaded
+
+
+@dataclass
+class SeriesResults:
+    """The results a notebook combines: of the run going on, or of the committed reference run when the
+    run's own are missing or stale (``reference`` is then true and ``why`` says what was wrong)."""
+
+    loaded: dict[str, _results.SavedResults]
+    reference: bool = False
+    why: str = ""
+
+    @property
+    def source(self) -> str:
+        return "the committed reference run" if self.reference else "this run"
+
+    def describe(self) -> str:
+        """A sentence for the reader: where the numbers come from, and why."""
+        if not self.reference:
+            return "Every result below comes from this run of the series."
+        return (f"These results come from the committed reference run, not from this machine: {self.why} "
+                "Run the series (`make run`) to see your own.")
+
+
+def series_results(notebooks: Sequence[str] = SERIES, *, fallback: bool = True, max_gap: float = 3600.0,
+                   now=None) -> SeriesResults:
+    """The results of ``notebooks`` from the run going on (:func:`current_run`), never mixed with another run.
+
+    When one of them is missing or stale and ``fallback`` is true, every one of them comes from the
+    reference run instead (:func:`cachelab.results.load_reference`), labelled as such; without ``fallback``,
+    or without reference results, the error names the notebook to run.
+    """
+    try:
+        return SeriesResults(current_run(notebooks, max_gap=max_gap, now=now))
+    except (_results.ResultsMissing, ResultsStale) as exc:
+        if not fallback:
+            raise
+        try:
+            return SeriesResults({nb: _results.load_reference(nb) for nb in notebooks}, True, str(exc))
+        except _results.ResultsMissing:
+            raise exc from None

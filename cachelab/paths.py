@@ -75,6 +75,15 @@ def copy_folder(path: Path) -> Path:
     return path
 
 
+def reference_results_dir() -> Path:
+    """The results of the reference run the committed notebooks carry (``reference/results/``, committed).
+
+    ``make refresh`` writes them; a notebook that combines earlier results falls back to these, saying so,
+    when the reader's own run has not produced them.
+    """
+    return project_root() / "reference" / "results"
+
+
 def results_dir() -> Path:
     """Where notebooks save their measurements as JSON (``$CACHELAB_RESULTS_DIR``, default ``results/``).
 

@@ -1,4 +1,4 @@
-"""Saving measurements as data, so that later notebooks (and ``07``) compare every step of the ladder.
+"""Saving measurements as data, so that later notebooks (``09`` above all) compare every step of the ladder.
 
 Each notebook keeps a :class:`Results` named after itself and saves it to
 ``results/NN_slug.json`` (``$CACHELAB_RESULTS_DIR``): the timings with all their samples, any other
@@ -65,9 +65,9 @@ class Results:
 
 
 class SavedResults:
-    """Results as loaded from disk."""
+    """Results as loaded from disk; ``reference`` is true for those of the committed reference run."""
 
-    def __init__(self, payload: dict):
+    def __init__(self, payload: dict, *, reference: bool = False):
         missing = {"notebook", "environment", "timings", "values"} - set(arguments.instance("payload", payload, dict))
         if missing:
             raise ValueError(f"not a results file: it has no {', '.join(sorted(missing))}")
@@ -75,6 +75,7 @@ class SavedResults:
         self.environment: dict = payload["environment"]
         self.timings = {k: Timing.from_dict(v) for k, v in payload["timings"].items()}
         self.values: dict = payload["values"]
+        self.reference = reference
 
     def __getitem__(self, key: str) -> Timing:
         try:
@@ -95,6 +96,14 @@ def load(notebook: str) -> SavedResults:
             f"(or `make run`, which runs the whole series in order)."
         )
     return SavedResults(json.loads(path.read_text(encoding="utf-8")))
+
+
+def load_reference(notebook: str) -> SavedResults:
+    """The results ``notebook`` saved in the reference run of the committed notebooks (``make refresh``)."""
+    path = paths.reference_results_dir() / f"{notebook_name(notebook)}.json"
+    if not path.exists():
+        raise ResultsMissing(f"No reference results from {notebook} in {path.parent}: run `make refresh`.")
+    return SavedResults(json.loads(path.read_text(encoding="utf-8")), reference=True)
 
 
 def available() -> list[str]:

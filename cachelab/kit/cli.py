@@ -55,8 +55,10 @@ def cmd_run(args) -> int:
 
     list_notebooks(args.only)  # a bad --only fails here, before any server starts
     out = paths.project_root() / "build"
-    if not args.in_place:
-        os.environ["CACHELAB_RESULTS_DIR"] = str(out / "results")  # so the summary reads this run's results
+    # the summary reads this run's results; a reference run's results are committed beside the notebooks
+    results = paths.reference_results_dir() if args.in_place else out / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    os.environ["CACHELAB_RESULTS_DIR"] = str(results)
     with _servers_for_this_command():
         outcomes = run_series(quick=args.quick, only=args.only, in_place=args.in_place, out_dir=out)
     _print_summary(outcomes)

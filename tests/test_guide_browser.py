@@ -1,0 +1,123 @@
+"""Notebook 09 in a real JupyterLab, driven by a real browser: run it, move a slider, see the ranking change.
+
+JupyterLab is served on 127.0.0.1 with a token; Playwright drives Debian's Chromium (``/usr/bin/chromium``,
+installed by ``.ci/run``), so no browser is downloaded. The notebook runs in quick mode against the servers
+the tests use, from an empty results folder, so it reads the committed reference run (and says so). A
+screenshot of the moved slider and its ranking is kept in ``build/browser/``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from cachelab import paths
+from cachelab.servers import free_port
+
+pytestmark = [pytest.mark.browser, pytest.mark.servers]
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+NOTEBOOK = "09_choosing_a_cache.ipynb"
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+@pytest.fixture
+def lab_server(tmp_path, servers):
+    """JupyterLab on a free loopback port, serving a copy of notebook 09; stopped afterwards, whatever happens."""
+    pytest.importorskip("playwright.sync_api")
+    if CHROMIUM is None:
+        pytest.skip("Debian's chromium is not installed (sudo apt-get install chromium; .ci/run does it)")
+    root = tmp_path / "lab"
+    root.mkdir()
+    shutil.copy(paths.notebooks_dir() / NOTEBOOK, root / NOTEBOOK)
+    port, token = free_port(), secrets.token_hex(16)
+    settings = tmp_path / "lab-settings" / "@jupyterlab" / "apputils-extension"
+    settings.mkdir(parents=True)
+    (settings / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')  # no news prompt
+    env = {**os.environ, "CACHELAB_QUICK": "1", "CACHELAB_RESULTS_DIR": str(tmp_path / "results"),
+           "CACHELAB_FIGURES_DIR": str(tmp_path / "figures"), "PYTHONHASHSEED": "0",
+           "REDIS_URL": servers.redis.url,
+           "MEMCACHED_SERVERS": ",".join(f"{h}:{p}" for h, p in servers.memcached.nodes),
+           "JUPYTER_CONFIG_DIR": str(tmp_path / "jupyter-config")}
+    command = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+               f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", "--LabApp.news_url=",
+               f"--LabApp.user_settings_dir={tmp_path / 'lab-settings'}"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        command.append("--allow-root")
+    log = open(tmp_path / "jupyterlab.log", "wb")  # noqa: SIM115 - closed below
+    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token={token}", timeout=1)
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    tail = (tmp_path / "jupyterlab.log").read_text()[-2000:]
+                    raise RuntimeError(f"JupyterLab did not start:\n{tail}") from None
+                time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}/lab/tree/{NOTEBOOK}?token={token}"
+    finally:
+        with_group = os.getpgid(server.pid) if server.poll() is None else None
+        if with_group:
+            os.killpg(with_group, signal.SIGTERM)
+        try:
+            server.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(5)
+        log.close()
+
+
+def ranking_text(page) -> str:
+    """The text of the innermost output holding BEST:, the ranking the sliders drive."""
+    texts = [t.strip() for t in page.locator(".jp-OutputArea-output", has_text="BEST:").all_inner_texts()]
+    return min(texts, key=len)
+
+
+def ranked_names(text: str) -> list[str]:
+    return re.findall(r"^\s*\d+ (.+?)\s{2,}\d", text, flags=re.M)
+
+
+def test_moving_a_slider_changes_the_ranking(lab_server):
+    from playwright.sync_api import sync_playwright
+
+    shots = paths.project_root() / "build" / "browser"
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(lab_server)
+            page.wait_for_selector(".jp-Notebook", timeout=60_000)
+            dialog = page.locator(".jp-Dialog button", has_text="Select")
+            if dialog.count():
+                dialog.first.click()
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
+            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+            page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+            page.locator(".jp-OutputArea-output", has_text="BEST:").first.wait_for(timeout=240_000)
+            before = ranking_text(page)
+            stale = page.locator(".widget-slider", has_text="stale up to").locator(".noUi-handle").first
+            stale.scroll_into_view_if_needed()
+            stale.focus()
+            page.keyboard.press("Home")  # the tightest bound on the slider: 1 ms
+            deadline = time.monotonic() + 30
+            while (after := ranking_text(page)) == before and time.monotonic() < deadline:
+                page.wait_for_timeout(200)
+            page.screenshot(path=str(shots / "09_slider_moved.png"), full_page=False)
+        finally:
+            browser.close()
+    assert ranked_names(before) and ranked_names(after) != ranked_names(before), (before, after)
+    assert "query's own duration" in after, "a 1 ms bound rules out every TTL-only cache, saying why"
