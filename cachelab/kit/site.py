@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 SITE_TITLE = "cachelab: caching in Python, measured"
-LADDER_FILE = "ladder.png"
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"  # page.html.j2, index.html.j2 and their CSS
 
@@ -120,12 +119,14 @@ def _index_template():
     return env.get_template("index.html.j2")
 
 
-def _ladder_from_outputs(nb) -> bytes | None:
-    """The PNG of the first cell that saves a ladder figure (``save_as="..ladder.."``), from saved outputs."""
+def _figure_from_outputs(nb, word: str) -> bytes | None:
+    """The PNG of the first cell that saves a figure named with ``word`` (``save_as="..ladder.."`` or
+    ``plots.save(fig, "..guide..")``), from the notebook's saved outputs."""
     import base64
 
+    pattern = re.compile(r"(?:save_as\s*=\s*|plots\.save\(\s*\w+\s*,\s*)[\"'][^\"']*" + re.escape(word))
     for cell in nb.cells:
-        if cell.cell_type == "code" and re.search(r"save_as\s*=\s*[\"'][^\"']*ladder", cell.source):
+        if cell.cell_type == "code" and pattern.search(cell.source):
             for output in cell.get("outputs", []):
                 data = output.get("data", {})
                 if "image/png" in data:
@@ -159,32 +160,33 @@ def write_site(executed: Sequence[Path], outcomes: Sequence, site_dir: Path, fig
         body, _ = exporter.from_notebook_node(nb, resources=resources)
         body = _link_pages(body, {p.href for p in pages}, Path(path).parent, site_dir)
         (site_dir / pages[i].href).write_text(body, encoding="utf-8")
-    figure = _copy_ladder(figures_dir, notebooks, site_dir)
+    figure = _copy_figure("ladder", figures_dir, notebooks, site_dir)
+    guide = _copy_figure("guide", figures_dir, notebooks, site_dir)
     path = site_dir / "index.html"
-    path.write_text(_index_html(pages, figure, banner_text), encoding="utf-8")
+    path.write_text(_index_html(pages, figure, banner_text, guide), encoding="utf-8")
     return path
 
 
-def _copy_ladder(figures_dir: Path | None, notebooks, site_dir: Path) -> str:
-    """Put the ladder figure next to the index; its relative address, or '' when there is none."""
-    target = site_dir / "figures" / LADDER_FILE
-    found = sorted(Path(figures_dir).glob("*ladder*.png")) if figures_dir and Path(figures_dir).is_dir() else []
+def _copy_figure(word: str, figures_dir: Path | None, notebooks, site_dir: Path) -> str:
+    """Put the figure named with ``word`` next to the index; its relative address, or '' when there is none."""
+    target = site_dir / "figures" / f"{word}.png"
+    found = sorted(Path(figures_dir).glob(f"*{word}*.png")) if figures_dir and Path(figures_dir).is_dir() else []
     if found:
         target.parent.mkdir(exist_ok=True)
         shutil.copyfile(found[0], target)
-        return f"figures/{LADDER_FILE}"
+        return f"figures/{target.name}"
     for nb in reversed(notebooks):  # the closing notebook draws it
-        png = _ladder_from_outputs(nb)
+        png = _figure_from_outputs(nb, word)
         if png:
             target.parent.mkdir(exist_ok=True)
             target.write_bytes(png)
-            return f"figures/{LADDER_FILE}"
+            return f"figures/{target.name}"
     target.unlink(missing_ok=True)
     return ""
 
 
-def _index_html(pages: list[PageInfo], figure: str, banner_text: str) -> str:
-    return _index_template().render(title=SITE_TITLE, pages=pages, figure=figure, banner=banner_text)
+def _index_html(pages: list[PageInfo], figure: str, banner_text: str, guide: str = "") -> str:
+    return _index_template().render(title=SITE_TITLE, pages=pages, figure=figure, guide=guide, banner=banner_text)
 
 
 @dataclass
