@@ -273,11 +273,13 @@ def hot_key_share(spec: dict, key: str, route: tuple[str, str, int], db_path: st
     """One worker of a stampede run: ask for ``key`` once every ``interval`` s for ``duration`` s.
 
     The requests go through the strategy of ``spec`` (:func:`strategy_in_process`); a recomputation is a
-    real query of ``route`` on this process's own :class:`~cachelab.data.FlightService`. Arrivals follow a
-    fixed schedule from ``start_at``: a request that took longer than ``interval`` delays the next one,
-    as a busy worker would. Returns the start of each request (s from ``start_at``), its latency (ns) and
-    its outcome (``hit``, ``stale``, ``computed``, ``waited``, ``missed``), the start and end of each
-    recomputation, and this process's backend queries.
+    real query of ``route`` on this process's own :class:`~cachelab.data.FlightService`. Before ``start_at``
+    the process opens its connections and runs the query once, as a worker that has served for a while
+    has (a first command opens the connection, a first query warms SQLite's page cache), so that neither
+    lands in a measured request. Arrivals follow a fixed schedule from ``start_at``: a request that took
+    longer than ``interval`` delays the next one, as a busy worker would. Returns the start of each request
+    (s from ``start_at``), its latency (ns) and its outcome (``hit``, ``stale``, ``computed``, ``waited``,
+    ``missed``), the start and end of each recomputation, and this process's backend queries in the run.
     """
     from .data import FlightService
 
@@ -292,6 +294,9 @@ def hot_key_share(spec: dict, key: str, route: tuple[str, str, int], db_path: st
         return value
 
     cache = strategy_in_process(spec, compute)
+    _warm_up(cache, service, asked)
+    calls_before = service.calls
+    _sleep_until(start_at)
     starts, latencies, outcomes = [], [], []
     clock = time.perf_counter_ns
     gc_was_enabled = gc.isenabled()
@@ -318,7 +323,18 @@ def hot_key_share(spec: dict, key: str, route: tuple[str, str, int], db_path: st
             cache.client.close()
         service.close()
     return {"pid": os.getpid(), "starts": starts, "latencies_ns": latencies, "outcomes": outcomes,
-            "computes": computes, "calls": service.calls}
+            "computes": computes, "calls": service.calls - calls_before}
+
+
+def _warm_up(cache, service, route: Route) -> None:
+    """Open the strategy's connection (one harmless command) and warm this process's SQLite connection."""
+    from . import stampede
+
+    if isinstance(cache.client, stampede.MetaClient):
+        cache.client.get(cache.prefix + "warm-up")
+    else:
+        cache.client.ping()
+    service.ask(route)
 
 
 @dataclass
@@ -363,11 +379,13 @@ def run_hot_key(pool: Executor, spec: dict, *, workers: int, key: str, route: Ro
                 ) -> HotKeyRun:
     """``workers`` processes of ``pool`` ask for one hot key through the strategy of ``spec`` (see
     :func:`strategy_in_process`), one request every ``interval`` s each, for ``duration`` s, starting
-    together; with ``cpus``, on those CPUs only. Prime the key first, so that the run measures expiries
-    and not a cold start."""
-    start_at = time.time() + start_in
+    together ``start_in`` seconds from now (at least 0.6 s, for the processes to connect first); with
+    ``cpus``, on those CPUs only. Prime the key first, so that the run measures expiries and not a cold
+    start."""
+    release_at = time.time() + 0.1
+    start_at = time.time() + max(start_in, 0.6)  # after each process has connected and warmed up
     args = (spec, key, (route.origin, route.dest, route.month), str(db_path), start_at, duration, interval)
-    shares = run_together(pool, hot_key_share, [args] * workers, start_at=start_at, cpus=cpus,
+    shares = run_together(pool, hot_key_share, [args] * workers, start_at=release_at, cpus=cpus,
                           timeout=duration + 120)
     spans = sorted(span for share in shares for span in share["computes"])
     return HotKeyRun(
@@ -379,10 +397,12 @@ def run_hot_key(pool: Executor, spec: dict, *, workers: int, key: str, route: Ro
         compute_spans=[tuple(s) for s in spans], backend_calls=sum(s["calls"] for s in shares))
 
 
-def ask_once(spec: dict, key: str, route: tuple[str, str, int], db_path: str) -> dict:
+def ask_once(spec: dict, key: str, route: tuple[str, str, int], db_path: str, at: float | None = None) -> dict:
     """One request for ``key`` through the strategy of ``spec``, in this process: for :func:`run_together`.
 
-    Returns its latency (ns), its outcome and whether this process queried the backend.
+    With ``at`` (wall time), the process first opens its connections and warms its database connection,
+    then sends the request at that instant, so that neither set-up lands in the request's latency.
+    Returns its latency (ns), its outcome and whether this process queried the backend for it.
     """
     from .data import FlightService
 
@@ -390,13 +410,17 @@ def ask_once(spec: dict, key: str, route: tuple[str, str, int], db_path: str) ->
     asked = Route(*route)
     cache = strategy_in_process(spec, lambda _key: service.ask(asked))
     try:
+        if at is not None:
+            _warm_up(cache, service, asked)
+            _sleep_until(at)
+        calls_before = service.calls
         before = cache.counters()
         t0 = time.perf_counter_ns()
         cache.get(key)
         latency = time.perf_counter_ns() - t0
         outcome = _outcome(before, cache.counters())
         cache.close()
-        return {"latency_ns": latency, "outcome": outcome, "calls": service.calls}
+        return {"latency_ns": latency, "outcome": outcome, "calls": service.calls - calls_before}
     finally:
         with contextlib.suppress(Exception):
             cache.client.close()

@@ -250,7 +250,9 @@ def test_lock_allows_exactly_one_computation_under_4_processes(redis_server):
     spec = _spec("lock", redis_server, "p-lock:")
     route = (HOT.origin, HOT.dest, HOT.month)
     with worker_pool(4) as pool:
-        outcomes = run_together(pool, ask_once, [(spec, HOT.key(), route, str(database_path()))] * 4)
+        at = time.time() + 0.6  # each process connects first, then all ask at this instant
+        outcomes = run_together(pool, ask_once, [(spec, HOT.key(), route, str(database_path()), at)] * 4,
+                                start_in=0.1)
     assert sum(o["calls"] for o in outcomes) == 1
     assert sorted(o["outcome"] for o in outcomes) == ["computed", "waited", "waited", "waited"]
 
@@ -262,7 +264,9 @@ def test_unprotected_processes_stampede(redis_server):
     spec = _spec("unprotected", redis_server, "p-none:")
     route = (HOT.origin, HOT.dest, HOT.month)
     with worker_pool(4) as pool:
-        outcomes = run_together(pool, ask_once, [(spec, HOT.key(), route, str(database_path()))] * 4)
+        at = time.time() + 0.6  # each process connects first, then all ask at this instant
+        outcomes = run_together(pool, ask_once, [(spec, HOT.key(), route, str(database_path()), at)] * 4,
+                                start_in=0.1)
     assert sum(o["calls"] for o in outcomes) >= 2  # a query takes tens of ms: the processes overlap
 
 
