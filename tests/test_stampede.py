@@ -154,10 +154,16 @@ def test_stale_while_revalidate_serves_the_stale_value_and_refreshes_once(redis_
 
 def test_stale_while_revalidate_falls_back_to_the_lock_after_the_hard_ttl(redis_client):
     calls = []
-    swr = StaleWhileRevalidate(redis_client, PREFIX + "swr2:", lambda k: calls.append(k) or "fresh", ttl=30,
-                               stale_ttl=1)
-    results = call_together(swr.get, "k", threads=8)  # nothing stored: a hard miss for all
-    assert results == ["fresh"] * 8 and calls == ["k"] and swr.misses == 8
+
+    def compute(key):
+        time.sleep(0.05)  # a slow backend stand-in, so that the threads overlap
+        calls.append(key)
+        return "fresh"
+
+    swr = StaleWhileRevalidate(redis_client, PREFIX + "swr2:", compute, ttl=30, stale_ttl=1)
+    results = call_together(swr.get, "k", threads=8)  # nothing stored: a hard miss
+    assert results == ["fresh"] * 8 and calls == ["k"], "one computation, under the lock"
+    assert swr.waits >= 1, swr.counters()  # the others waited for the one that computed
 
 
 def test_meta_commands_hand_the_win_flag_to_one_client(memcached_server):
@@ -200,7 +206,7 @@ def test_memcached_lease_computes_once_for_many_threads(memcached_server):
 
     results = call_together(get, "k", threads=8)
     assert [r[0] for r in results] == [{"v": 1}] * 8 and calls == ["k"]
-    assert sum(r[1]["waits"] for r in results) == 7
+    assert sum(r[1]["waits"] for r in results) >= 1, "the others waited on the lease holder"
 
 
 def test_memcached_lease_serves_a_stale_item_while_one_recomputes(memcached_server):
@@ -254,7 +260,8 @@ def test_lock_allows_exactly_one_computation_under_4_processes(redis_server):
         outcomes = run_together(pool, ask_once, [(spec, HOT.key(), route, str(database_path()), at)] * 4,
                                 start_in=0.1)
     assert sum(o["calls"] for o in outcomes) == 1
-    assert sorted(o["outcome"] for o in outcomes) == ["computed", "waited", "waited", "waited"]
+    outcomes = sorted(o["outcome"] for o in outcomes)
+    assert outcomes.count("computed") == 1 and "waited" in outcomes and set(outcomes) <= {"computed", "waited", "hit"}
 
 
 def test_unprotected_processes_stampede(redis_server):
