@@ -449,7 +449,6 @@ def rank(situation: Situation, measured: Measurements, candidates: Sequence[Cand
 
 INVALIDATION_TIMINGS = {  # (notebook, timing name): the time from a write elsewhere to the local copy's drop
     "client-side caching": ("08_scale_out", "write in another process, until the local copy drops"),
-    "near cache": ("06_redis", "write in another process, until the near cache drops it"),
 }
 
 
@@ -459,7 +458,8 @@ def _percentile(timing, q: float) -> float:
 
 def measured_in(loaded: Mapping, *, entry_bytes: Mapping[str, float] | None = None,
                 extra_hits: Mapping[str, float] | None = None,
-                extra_overheads: Mapping[str, float] | None = None) -> Measurements:
+                extra_overheads: Mapping[str, float] | None = None,
+                extra_invalidation_s: Mapping[str, float] | None = None) -> Measurements:
     """The :class:`Measurements` of one run of the series, from the results of 01-08 (``loaded``: notebook ->
     saved results, as :func:`cachelab.ladder.series_results` gives them).
 
@@ -506,6 +506,7 @@ def measured_in(loaded: Mapping, *, entry_bytes: Mapping[str, float] | None = No
         saved = loaded.get(notebook)
         if saved is not None and timing_name in saved.timings:
             invalidation[name] = _percentile(saved.timings[timing_name], 99) / 1e9
+    invalidation.update(extra_invalidation_s or {})
     local = {"near cache": median("near cache"), "client-side caching": median("tracking")}
     throughput = value("08_scale_out", "throughput", {}) or {}
     one_shard = throughput.get("by_shards", {}).get("1", {}).get("benchmark", {}).get("per_s")
