@@ -20,7 +20,7 @@ a Redis Cluster under failover and resharding), :mod:`~cachelab.ladder` and :mod
 
 The machinery a reader never needs lives in subpackages: :mod:`cachelab.servers` (real Redis and memcached,
 found or started, with safe clients, gunicorn serving the web app, a Redis Cluster), :mod:`cachelab.load` (the load
-generators of notebook 07: wrk, k6, placement, freshness), :mod:`cachelab.kit` (the command line,
+generators of notebook 07: wrk, locust, placement, freshness), :mod:`cachelab.kit` (the command line,
 ``make setup``, ``make run``, the site, the exercises, ``make check``, ``make prefetch``) and
 :mod:`cachelab.bench` (``make bench``).
 """

@@ -9,7 +9,7 @@ import pytest
 
 from cachelab import webapp
 from cachelab.data import FlightService, copy_database
-from cachelab.load import freshness, k6, placement, wrk
+from cachelab.load import freshness, paced, placement, wrk
 
 pytestmark = pytest.mark.unit
 
@@ -153,14 +153,51 @@ def test_write_paths_writes_one_path_a_line(tmp_path):
         wrk.write_paths(tmp_path / "empty.txt", [])
 
 
-def test_k6_summary_is_parsed_per_stage():
-    metrics = {"http_req_duration{scenario:stage0}": {"values": {"med": 1.5, "p(90)": 2.0, "p(99)": 9.0,
-                                                                 "max": 12.0, "avg": 1.7}},
-               "http_reqs{scenario:stage0}": {"values": {"count": 40}},
-               "http_req_failed{scenario:stage0}": {"values": {"passes": 0, "fails": 40}},
-               "dropped_iterations{scenario:stage0}": {"values": {"count": 3}}}
-    (stage,) = k6.parse_summary({"metrics": metrics}, [(20, 2)])
-    assert (stage.achieved, stage.failed, stage.dropped, stage.latency_ms["p99"]) == (20, 0, 3, 9.0)
+def test_paced_stages_have_users_enough_for_the_shortest_interval():
+    stages = paced.plan_stages([14, 660.5], seconds=1.5, min_interval=0.25)
+    assert [s["users"] for s in stages] == [4, 166]  # ceil(rate x 0.25 s)
+    assert all(s["users"] / s["rate"] >= 0.25 and s["seconds"] == 1.5 for s in stages)
+    assert paced.plan_stages([0.5], 1, 0.25)[0]["users"] == 1
+    with pytest.raises(ValueError):
+        paced.plan_stages([0], 1, 0.25)
+
+
+def paced_records(stage, rate, users, seconds, start, late_s=(), slow_ms=(), failed=0, skip=0):
+    """The records of a stage whose requests all left on schedule and took 2 ms, but for ``late_s`` (how late
+    each of the first requests left), ``slow_ms`` (the times of the last ones), ``failed`` non-2xx answers
+    and ``skip`` requests never sent."""
+    interval, count = users / rate, round(rate * seconds) - skip
+    rows = []
+    for n in range(count):
+        due = start + n / rate
+        late = late_s[n] if n < len(late_s) else 0.001
+        ms = slow_ms[n - count + len(slow_ms)] if n >= count - len(slow_ms) else 2.0
+        rows.append([stage, due, due + late, ms, n >= failed])
+    assert all(r[2] - r[1] < interval for r in rows[len(late_s):])
+    return rows
+
+
+def test_paced_records_mark_the_stages_where_the_generator_fell_behind():
+    stages = paced.plan_stages([20, 40, 40, 40, 40], seconds=2, min_interval=0.25)  # 5 users, then 10: 0.25 s each
+    rows = (paced_records(0, 20, 5, 2, 0.2, failed=1)
+            + paced_records(1, 40, 10, 2, 2.2, late_s=[0.02] * 10)  # 20 ms late: less than a tenth of 0.25 s
+            + paced_records(2, 40, 10, 2, 4.2, late_s=[0.3, 0.2])  # 2 of 80 (2.5%) left 200 ms late or more
+            + paced_records(3, 40, 10, 2, 6.2, late_s=[0.03, 0.03], slow_ms=[200] * 4)  # late, under the tail
+            + paced_records(4, 40, 10, 2, 8.2, skip=10))  # 70 of the 80 offered were sent
+    data = {"starts": [0.2, 2.2, 4.2, 6.2, 8.2, 10.2], "unanswered": 0, "requests": rows,
+            "cpu": [[0.2, 1.0], [2.2, 1.1], [4.2, 1.3], [6.2, 1.5], [8.2, 1.7], [10.2, 1.9]]}
+    on_time, late_a_little, late, late_under_tail, short = paced.parse_records(data, stages)
+    assert (on_time.requests, on_time.failed, on_time.achieved, on_time.late) == (40, 1, 20, 0)
+    assert on_time.interval == 0.25 and not on_time.behind
+    assert on_time.generator_cpu == pytest.approx(0.05)
+    assert late_a_little.late == 0 and not late_a_little.behind
+    assert late.late == 2 and late.late_share == pytest.approx(0.025) and late.behind
+    assert late.late_ms["max"] == pytest.approx(300) and late.from_due_ms["max"] == pytest.approx(302)
+    assert late.latency_ms["max"] == pytest.approx(2.0)  # what locust records starts at the send
+    # two late requests, but the tail is four slow answers that left on time: the p99 is theirs, not moved
+    assert late_under_tail.late == 2 and not late_under_tail.behind
+    assert short.late == 0 and short.achieved == 35 and short.behind
+    assert on_time.to_dict()["behind"] is False and short.to_dict()["achieved"] == 35
 
 
 def test_placement_gives_the_generator_a_cpu_of_its_own():

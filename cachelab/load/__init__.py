@@ -1,1 +1,2 @@
-"""Real load generators against the web app: wrk (closed loop) and k6 (open loop), placement, freshness."""
+"""Real load generators against the web app: wrk (closed loop) and locust (paced users at fixed offered
+rates), placement, freshness."""

@@ -1,4 +1,4 @@
-"""The experiment of notebook 07: the web app in each cache mode, under wrk and k6, with writes going on.
+"""The experiment of notebook 07: the web app in each cache mode, under wrk and locust, with writes going on.
 
 :class:`Bench` holds what every measurement shares: a private writable copy of the database (in WAL
 mode, so that reads and writes run side by side, as a production SQLite would be set up), a private
@@ -12,7 +12,8 @@ Redis and memcached started for this experiment, the CPU placement, and the requ
    most ``cold_max_seconds``), with every worker's counters sampled every 100 ms;
 3. for each worker count, from the most to one (gunicorn's TTOU stops the oldest worker, so the
    survivors stay warm): a **steady** wrk run, with its hit ratio and backend queries from the counters;
-   optionally the **floor** and the **hit path** taken in turn, and an **open-loop** k6 run;
+   optionally the **floor** and the **hit path** taken in turn, and a run of **paced** locust users at
+   fixed offered rates (:mod:`cachelab.load.paced`);
 4. the workers' memory, then the server stops (nothing left running, even when a step fails), and the
    checker's reads are judged against the writes (:func:`cachelab.load.freshness.staleness`).
 
@@ -36,7 +37,7 @@ from ..servers.gunicorn import Gunicorn, start_gunicorn
 from ..servers.gunicorn import memory as process_memory
 from ..timing import take_in_turn
 from ..webapp import COUNTERS, read_counters
-from . import freshness, k6, wrk
+from . import freshness, paced, wrk
 from .placement import Placement, plan
 from .processes import pin
 
@@ -201,15 +202,16 @@ def _cold_start(bench: Bench, server: Gunicorn, stream: str, max_seconds: int) -
 
 def measure_mode(bench: Bench, mode: str, ks: Sequence[int], *, pairs: int | dict = 0,
                  open_loop: Callable[[dict], Sequence[float]] | None = None, open_loop_k: int | None = None,
-                 open_loop_seconds: float = 2, hot_stream: str = "hot", cold: bool = True,
-                 cold_max_seconds: int | None = None, run: str | None = None) -> dict:
+                 open_loop_seconds: float = 2, open_loop_interval: float = 0.5, hot_stream: str = "hot",
+                 cold: bool = True, cold_max_seconds: int | None = None, run: str | None = None) -> dict:
     """Run ``mode`` through the protocol of the module docstring; returns plain data.
 
     ``cold=False`` skips the cold start (a mode without a cache has none). ``pairs``: how many (floor,
     hit path) pairs of wrk runs to take in turn at each worker count (or ``{workers: pairs}``), on the
     streams ``"floor"`` and ``"hit"`` (the hit path's keys must already be in the cache).
-    ``open_loop(steady)`` returns the rates that k6 offers at ``open_loop_k`` workers, given that count's
-    steady run.
+    ``open_loop(steady)`` returns the rates that paced locust users offer at ``open_loop_k`` workers, given
+    that count's steady run, each for ``open_loop_seconds``, with users whose interval is at least
+    ``open_loop_interval`` (:func:`cachelab.load.paced.run_paced`).
     """
     ks = sorted(set(ks), reverse=True)
     run = run or mode
@@ -245,8 +247,9 @@ def measure_mode(bench: Bench, mode: str, ks: Sequence[int], *, pairs: int | dic
                 rates = list(open_loop(steady))
                 with writer.running(), checker.running():
                     before = counter_totals(server)
-                    stages = k6.run_k6(server.base_url, bench.paths[hot_stream], rates, seconds=open_loop_seconds,
-                                       cpus=bench.placement.generator)
+                    stages = paced.run_paced(server.base_url, bench.paths[hot_stream], rates,
+                                             seconds=open_loop_seconds, min_interval=open_loop_interval,
+                                             cpus=bench.placement.generator)
                     counts = delta(before, counter_totals(server))
                 out["open_loop"] = {"workers": k, "stages": [s.to_dict() for s in stages], "counters": counts,
                                     "hit_ratio": hit_ratio(counts)}

@@ -22,8 +22,9 @@ def _child_setup(cpus: tuple[int, ...] | None):
 
 
 def run_pinned(command: Sequence[str], *, cpus: Sequence[int] | None = None, timeout: float,
-               env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess:
-    """Run ``command`` to completion on ``cpus`` (like ``taskset``), in its own process group.
+               env: Mapping[str, str] | None = None,
+               cwd: str | os.PathLike | None = None) -> subprocess.CompletedProcess:
+    """Run ``command`` to completion on ``cpus`` (like ``taskset``), in its own process group, in ``cwd``.
 
     Past ``timeout`` seconds the whole group is killed and ``subprocess.TimeoutExpired`` raised; a
     non-zero exit raises ``subprocess.CalledProcessError``. On Linux the child also dies with this process.
@@ -31,7 +32,7 @@ def run_pinned(command: Sequence[str], *, cpus: Sequence[int] | None = None, tim
     cpus = tuple(cpus) if cpus else None
     process = subprocess.Popen(list(command), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, start_new_session=True,
-                               env=dict(env) if env is not None else None, preexec_fn=_child_setup(cpus))
+                               env=dict(env) if env is not None else None, cwd=cwd, preexec_fn=_child_setup(cpus))
     try:
         stdout, stderr = process.communicate(timeout=timeout)
     except BaseException:

@@ -11,7 +11,7 @@ Two things to know when reading wrk's latencies (wrk 4, ``src/wrk.c`` and ``src/
   latency above twice the mean interval between requests on a connection adds synthetic samples below
   it, as if the requests that the waiting connection did not send had been sent on schedule. The
   schedule is the one the closed loop itself achieved, not an offered rate, so this does not turn wrk
-  into an open-loop generator (for latency against offered rate, see :mod:`cachelab.load.k6`).
+  into an open-loop generator (for latency against offered rate, see :mod:`cachelab.load.paced`).
 """
 
 from __future__ import annotations
