@@ -2,25 +2,26 @@
 
 Which generator, and why. A generator that starts requests on a fixed schedule whatever the answers do
 (an open loop) is what a latency-against-load curve needs. ``h2load --rps`` (nghttp2) paces each client
-with a timer, but a request due while the client's HTTP/1.1 connection still waits is only counted as
-pending, and goes out when the answer arrives (``rps_cb`` and ``Client::on_stream_close`` in
-``src/h2load.cc``). Worse here, gunicorn's sync workers close the connection after every answer, and
-h2load then reconnects and sends at once, restarting its rate timer (``Client::connection_made``): against
-this service ``--rps`` sent as fast as the server answered. So the notebook uses locust, headless.
+with a timer, but a request due while the client's HTTP/1.1 connection still waits (the default ``-m 1``)
+is only counted as pending, and goes out when the answer arrives (``rps_cb`` and
+``Client::on_stream_close`` in ``src/h2load.cc``). Worse here, gunicorn's sync workers close the
+connection after every answer, and h2load then reconnects, restarts the client's rate timer and sends one
+request at once (``Client::connection_made``): against this service ``--rps`` paces nothing. So the
+notebook uses locust, headless.
 
 What locust does. A locust user is a closed loop: it sends a request and waits for the answer. With
 ``wait_time = constant_throughput(r)`` (``constant_pacing(1 / r)`` in ``locust/user/wait_time.py``) it
-then sleeps what is left of its interval ``1 / r``, counted from the previous task's start, or not at all
-when the task took longer. A closed loop with pacing, then: while each user's answers come back within
-its interval, the requests leave on schedule and the load is open in effect; when an answer takes longer,
-that user's next request leaves late, the time is never made up, the user sends less than it was
-offering, and the latency locust records starts when the request left, not when it was due: coordinated
-omission. ``locustfile.py`` gives each stage ``users = ceil(rate x min_interval)`` users of its own, their
-first requests spread over one interval, and records, for every request, when it was due, when it
-left and locust's response time. :func:`run_paced` turns these into a :class:`Stage` per offered rate:
-offered against achieved, how many requests left late, and the latency from the due time next to the
-recorded one, so that a stage where the generator fell behind (:attr:`Stage.behind`) is marked, not
-reported as clean.
+then sleeps what is left of its interval ``1 / r``, counted from the start of the task that just ended,
+or not at all when the task took longer. A closed loop with pacing, then: while each user's answers come
+back within its interval, the requests leave on schedule and the load is open in effect; when an answer
+takes longer, that user's next request leaves late, the time is never made up, the user sends less than
+it was offering, and the latency locust records starts when the request left, not when it was due:
+coordinated omission. ``locustfile.py`` gives each stage ``users = ceil(rate x min_interval)`` users of
+its own, their first requests spread over one interval, and records, for every request, when it was
+due, when it left and locust's response time. :func:`run_paced` turns these into a :class:`Stage` per
+offered rate: offered against achieved, how many requests left late, and the latency from the due time
+next to the recorded one, so that a stage where the generator fell behind (:attr:`Stage.behind`) is
+marked, not reported as clean.
 """
 
 from __future__ import annotations
