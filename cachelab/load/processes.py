@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Mapping, Sequence
 
-
-def _child_setup(cpus: tuple[int, ...] | None):
-    def setup() -> None:  # pragma: no cover - runs in the child between fork and exec
-        if sys.platform.startswith("linux"):
-            with contextlib.suppress(Exception):
-                ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        if cpus:
-            os.sched_setaffinity(0, cpus)
-    return setup
+from ..servers.managed import child_setup
 
 
 def run_pinned(command: Sequence[str], *, cpus: Sequence[int] | None = None, timeout: float,
@@ -32,7 +22,8 @@ def run_pinned(command: Sequence[str], *, cpus: Sequence[int] | None = None, tim
     cpus = tuple(cpus) if cpus else None
     process = subprocess.Popen(list(command), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, start_new_session=True,
-                               env=dict(env) if env is not None else None, cwd=cwd, preexec_fn=_child_setup(cpus))
+                               env=dict(env) if env is not None else None, cwd=cwd,
+                               preexec_fn=child_setup(cpus, signal.SIGKILL))
     try:
         stdout, stderr = process.communicate(timeout=timeout)
     except BaseException:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import json
 import os
 import shutil
@@ -41,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import arguments
+from .managed import child_setup
 
 GRACEFUL_SECONDS = 3.0
 READY_TIMEOUT = 30.0
@@ -69,16 +69,6 @@ def _environment(mode: str, settings: Mapping, counters_dir: Path) -> dict[str, 
             value = "1" if value else ""
         env[_SETTING_VARIABLES[name]] = str(value)
     return env
-
-
-def _child_setup(cpus: tuple[int, ...] | None):
-    def setup() -> None:  # pragma: no cover - runs in the child between fork and exec
-        if sys.platform.startswith("linux"):
-            with contextlib.suppress(Exception):
-                ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-        if cpus:
-            os.sched_setaffinity(0, cpus)
-    return setup
 
 
 def group_pids(pgid: int) -> list[int]:
@@ -319,7 +309,7 @@ def start_gunicorn(mode: str = "none", workers: int = 1, *, settings: Mapping | 
         with open(workdir / "gunicorn.log", "ab") as log:
             process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                        env=env, cwd=workdir, pass_fds=(fd,), start_new_session=True,
-                                       preexec_fn=_child_setup(cpus))
+                                       preexec_fn=child_setup(cpus, signal.SIGTERM))
     finally:
         listener.close()  # gunicorn has its own copy of the socket now
     server = Gunicorn(mode, workers, port, process, workdir, cpus, preload)

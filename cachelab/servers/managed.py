@@ -29,10 +29,23 @@ from . import config, probes
 from .config import ServersUnavailable
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Linux: the server gets SIGTERM when the process that started it dies, even by SIGKILL."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+def child_setup(cpus=None, death_signal: int = signal.SIGTERM):
+    """A ``preexec_fn`` for a child the project starts: on Linux it gets ``death_signal`` when the thread that
+    started it ends, even by SIGKILL (``PR_SET_PDEATHSIG``; a thread, not the process: start long-lived children
+    from the main thread), and runs on ``cpus`` when given."""
+    cpus = tuple(cpus) if cpus else None
+
+    def setup() -> None:  # pragma: no cover - runs in the child between fork and exec
+        if sys.platform.startswith("linux"):
+            with contextlib.suppress(Exception):
+                ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, death_signal)  # PR_SET_PDEATHSIG
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+
+    return setup
+
+
+_die_with_parent = child_setup()
 
 
 @dataclass
