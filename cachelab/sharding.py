@@ -15,6 +15,7 @@ The naive method uses CRC32, the stable hash that older memcached clients took m
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -88,3 +89,22 @@ def moved_fraction(keys: Sequence[str], before: Sequence[str | tuple[str, int]],
         raise ValueError("keys must not be empty")
     first, second = assign(keys, before, method), assign(keys, after, method)
     return sum(first[k] != second[k] for k in keys) / len(keys)
+
+
+def expected_moved_fraction(before: int, after: int, method: str = "rendezvous") -> float:
+    """The fraction of keys expected to change node when ``before`` nodes become ``after`` nodes, one list
+    a prefix of the other, for keys whose hashes are spread evenly.
+
+    Rendezvous hashing moves only the keys of the nodes added or removed: ``|after - before|`` of the larger
+    cluster's nodes. Modulo keeps a key only when ``h % before == h % after``, counted over one period of the
+    residues (``lcm(before, after)`` of them): from ``n`` nodes to ``n + 1``, it moves ``n / (n + 1)``.
+    :func:`moved_fraction` measures the same on real keys.
+    """
+    _check_method(method)
+    for name, n in (("before", before), ("after", after)):
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"{name} must be a number of nodes (an int of at least 1), not {n!r}")
+    if method == "rendezvous":
+        return abs(after - before) / max(before, after)
+    period = math.lcm(before, after)
+    return sum(r % before != r % after for r in range(period)) / period

@@ -91,3 +91,15 @@ def test_faults_refuse_servers_this_process_did_not_start():
 
     with pytest.raises(ValueError):
         pause(ManagedServer("memcached", 21211, pid=1))
+
+
+def test_expected_moved_fractions_match_the_keys_that_move():
+    names = [f"node{i}" for i in range(7)]
+    for a, b in ((3, 4), (5, 6), (3, 2), (4, 6)):
+        for method in sharding.METHODS:
+            measured = sharding.moved_fraction(KEYS, names[:a], names[:b], method)
+            assert abs(measured - sharding.expected_moved_fraction(a, b, method)) < 0.03, (a, b, method)
+    assert sharding.expected_moved_fraction(5, 6) == pytest.approx(1 / 6)
+    assert sharding.expected_moved_fraction(5, 6, "modulo") == pytest.approx(5 / 6)
+    with pytest.raises(ValueError):
+        sharding.expected_moved_fraction(0, 3)
