@@ -4,7 +4,10 @@
 * :class:`Memo`: a hand-written memo, a dict from arguments to results in front of a function, with
   hit and miss counters. ``functools.lru_cache`` does the same job in C, with a size bound.
 * :func:`round_trip_minutes` and :func:`count_schedules`: the recursive question on the data (how many
-  different sequences of round trips fit in a pilot's flying time) and a bottom-up reference answer.
+  different sequences of round trips fit in a pilot's flying time) and a bottom-up reference answer;
+  :func:`sub_budgets`, the sub-questions that recursion asks (what a memo of it holds).
+* :func:`replay_memo`: a request stream replayed through a :class:`Memo` in front of a stand-in, for the
+  backend calls a memo would make without making any.
 * :func:`replay_lru`: a request stream replayed through a real ``functools.lru_cache``, for hit ratios
   and memory (``tracemalloc``) as ``maxsize`` grows, without paying for the backend.
 * :class:`SingleFlight`: threads which miss the same key at the same instant
@@ -23,7 +26,7 @@ import os
 import sqlite3
 import threading
 import tracemalloc
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 
 from .data import FlightService
@@ -137,6 +140,26 @@ def count_schedules(minutes: int, legs: Sequence[int]) -> int:
     return ways[minutes]
 
 
+def sub_budgets(minutes: int, legs: Sequence[int]) -> set[int]:
+    """Every budget the recursion ``ways(minutes)`` asks about, ``minutes`` itself included.
+
+    ``ways(t)`` asks ``ways(t - leg)`` for each leg that fits, and so on down: these are the sub-questions a
+    memo of the recursion computes once each and holds afterwards (nothing else is ever asked).
+    """
+    if minutes < 0:
+        raise ValueError("minutes must be non-negative")
+    if any(leg <= 0 for leg in legs):
+        raise ValueError("every leg must last a positive number of minutes")
+    seen: set[int] = set()
+    todo = [minutes]
+    while todo:
+        t = todo.pop()
+        if t not in seen:
+            seen.add(t)
+            todo.extend(t - leg for leg in legs if leg <= t)
+    return seen
+
+
 # --------------------------------------------------------------------------- streams through lru_cache
 
 @dataclass(frozen=True)
@@ -183,6 +206,19 @@ def replay_lru(stream: Sequence[Hashable], maxsize: int | None, *, make_value: C
             tracemalloc.stop()
     info = cached.cache_info()
     return LruReplay(maxsize, info.hits, info.misses, info.currsize, traced)
+
+
+def replay_memo(stream: Iterable[Hashable]) -> Memo:
+    """Replay ``stream`` through a fresh :class:`Memo` in front of a stand-in that computes nothing.
+
+    Whether a request hits depends only on the keys, so the memo's ``misses`` are the backend calls the
+    same memo would make in front of the real service, and its ``hits`` the calls it would save; the
+    stand-in asks the service nothing.
+    """
+    replayed = Memo(lambda key: None)
+    for key in stream:
+        replayed(key)
+    return replayed
 
 
 class _Flight:

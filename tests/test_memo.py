@@ -79,6 +79,23 @@ def test_count_schedules_rejects_bad_input():
         memo.count_schedules(10, (0, 1))
 
 
+@pytest.mark.parametrize("legs", [(1, 2), (90, 105, 105, 120, 150, 150), (3,)])
+def test_sub_budgets_are_what_a_memo_of_the_recursion_holds(legs):
+    @memo.Memo
+    def ways(t):
+        return 1 + sum(ways(t - leg) for leg in legs if leg <= t)
+
+    for t in (0, 7, 5 * max(legs), 8 * max(legs) + 1):
+        ways.clear()
+        ways(t)
+        assert memo.sub_budgets(t, legs) == {key for (key,) in ways.cache}
+    assert memo.sub_budgets(4, (3,)) == {4, 1}
+    with pytest.raises(ValueError):
+        memo.sub_budgets(-1, legs)
+    with pytest.raises(ValueError):
+        memo.sub_budgets(10, (0, 1))
+
+
 def test_round_trip_minutes_reads_the_data(service):
     legs = memo.round_trip_minutes(service, "LGA", count=4)
     assert len(legs) == 4
@@ -105,6 +122,15 @@ def test_unbounded_replay_reaches_the_repeat_fraction():
     assert out.currsize == len(set(stream))
     ratios = [memo.replay_lru(stream, size).hit_ratio for size in (1, 8, 64, 512)]
     assert ratios == sorted(ratios)
+
+
+def test_replay_memo_counts_the_backend_calls_a_memo_would_make():
+    stream = workload.zipf_stream(range(500), 3000, seed=1)
+    replayed = memo.replay_memo(stream)
+    assert replayed.misses == len(set(stream)) == len(replayed)
+    assert replayed.hits == len(stream) - len(set(stream))
+    assert replayed.misses == memo.replay_lru(stream, None).misses
+    assert memo.replay_memo([]).calls == 0
 
 
 def test_replay_lru_traces_memory_that_grows_with_maxsize():
