@@ -4,7 +4,8 @@ The pieces that production code adds to the three-line pattern, each small enoug
 
 * :class:`RedisStore` and :class:`MemcachedStore`: one interface (``get``/``set``/``delete``) over a
   Redis or pymemcache client, JSON values, every key under the notebook's prefix.
-* :func:`jittered_ttl`: a TTL spread at random, so keys written together do not expire together.
+* :func:`jittered_ttl`: a TTL spread at random, so keys written together do not expire together;
+  :func:`busiest_second` counts how many of a burst still expire in the same second.
 * :class:`CacheAside`: the pattern itself, counting hits, misses and computations, with optional
   jitter and **negative caching** (remembering "not found" for a short ``negative_ttl``).
 * :class:`Namespace`: versioned keys; one ``INCR`` makes every key of a namespace unreachable at once.
@@ -20,6 +21,7 @@ import math
 import random
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Hashable
 
 from .keys import check_prefix
@@ -63,6 +65,18 @@ def jittered_ttl(ttl: float, jitter: float = 0.1, *, rng: random.Random | None =
     if jitter == 0:
         return float(ttl)
     return ttl * (rng or random).uniform(1 - jitter, 1 + jitter)
+
+
+def busiest_second(ttl: float, jitter: float, keys: int, *, seed: int) -> int:
+    """The most expirations in one whole second when ``keys`` keys are written at once, each with
+    ``jittered_ttl(ttl, jitter)`` drawn in turn from ``random.Random(seed)``: one burst, counted.
+
+    Expiry times are counted by the whole second they fall in (``math.floor`` of the TTL).
+    """
+    if not isinstance(keys, int) or keys < 1:
+        raise ValueError(f"keys must be a positive int, got {keys!r}")
+    rng = random.Random(seed)
+    return max(Counter(math.floor(jittered_ttl(ttl, jitter, rng=rng)) for _ in range(keys)).values())
 
 
 class RedisStore:

@@ -198,6 +198,18 @@ def xfetch_should_recompute(now: float, expiry: float, delta: float, beta: float
     return now - delta * beta * math.log(u) >= expiry
 
 
+def xfetch_early_probability(remaining: float, delta: float, beta: float = 1.0) -> float:
+    """The probability that one XFetch read recomputes with ``remaining`` seconds left before expiry.
+
+    The read recomputes when ``delta * beta * -ln(u) >= remaining`` (:func:`xfetch_should_recompute`);
+    ``-ln(u)`` is exponential with mean 1, so that probability is ``exp(-remaining / (delta * beta))``,
+    1 at expiry and after it.
+    """
+    if not delta > 0 or not beta > 0:
+        raise ValueError(f"delta and beta must be positive, got delta={delta!r}, beta={beta!r}")
+    return math.exp(-max(remaining, 0.0) / (delta * beta))
+
+
 class XFetch(_Strategy):
     """Probabilistic early recomputation. The stored value carries ``delta`` and the logical ``expiry``.
 

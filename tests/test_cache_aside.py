@@ -10,6 +10,7 @@ from cachelab.cache_aside import (
     MemcachedStore,
     Namespace,
     RedisStore,
+    busiest_second,
     jittered_ttl,
 )
 from cachelab.servers import JsonSerde
@@ -38,6 +39,19 @@ def test_jittered_ttl_stays_in_its_window_and_spreads():
     for bad in ((0, 0.1), (10, 1.0), (10, -0.1)):
         with pytest.raises(ValueError):
             jittered_ttl(*bad)
+
+
+def test_busiest_second_counts_one_seeded_burst():
+    rng = random.Random(4)
+    by_hand = {}
+    for _ in range(500):
+        second = int(jittered_ttl(600, 0.2, rng=rng) // 1)
+        by_hand[second] = by_hand.get(second, 0) + 1
+    assert busiest_second(600, 0.2, 500, seed=4) == max(by_hand.values())
+    assert busiest_second(600, 0.0, 500, seed=4) == 500  # no jitter: every key in one second
+    assert busiest_second(600, 0.5, 500, seed=4) < busiest_second(600, 0.05, 500, seed=4)
+    with pytest.raises(ValueError):
+        busiest_second(600, 0.1, 0, seed=1)
 
 
 def test_cache_aside_computes_once_then_hits(redis_client):

@@ -2,6 +2,7 @@
 
 import json
 import math
+import random
 import threading
 import time
 
@@ -19,6 +20,7 @@ from cachelab.stampede import (
     Unprotected,
     XFetch,
     hammer,
+    xfetch_early_probability,
     xfetch_should_recompute,
 )
 from cachelab.threads import call_together
@@ -98,6 +100,18 @@ def test_xfetch_probability_follows_the_formula():
     assert not xfetch_should_recompute(0.0, 0.1, 0.1, u=0.37)
     assert xfetch_should_recompute(5.0, 5.0, 0.1, u=1.0)  # at expiry, always
     assert xfetch_should_recompute(0.0, 1.0, 0.1, u=0.0)  # u = 0 does not crash
+
+
+def test_xfetch_early_probability_is_the_share_of_draws_that_recompute():
+    rng = random.Random(3)
+    draws = [rng.random() for _ in range(20_000)]
+    for remaining, delta, beta in ((0.0, 0.03, 1.0), (0.03, 0.03, 1.0), (0.06, 0.03, 2.0), (0.2, 0.05, 1.0)):
+        share = sum(xfetch_should_recompute(0.0, remaining, delta, beta, u=u) for u in draws) / len(draws)
+        assert abs(xfetch_early_probability(remaining, delta, beta) - share) < 0.01, (remaining, delta, beta)
+    assert xfetch_early_probability(-1.0, 0.03) == 1.0  # past expiry: certain
+    assert xfetch_early_probability(0.3, 0.03, 2.0) == pytest.approx(math.exp(-5))
+    with pytest.raises(ValueError):
+        xfetch_early_probability(0.1, 0.0)
 
 
 def test_xfetch_with_injected_clock_hits_far_from_expiry(redis_client):
