@@ -270,8 +270,8 @@ class StaleWhileRevalidate(LockedRecompute):
     The stored record is ``{"value": ..., "fresh_until": <wall time>}`` with ``PX`` set to the hard TTL.
     A read before ``fresh_until`` is a hit. A read after it is a *stale hit*: the value is returned at once,
     and the first reader to take the refresh lock (``SET NX PX lock_ttl`` with an owner token, released by
-    compare-and-delete) recomputes, in a background thread when ``background`` is true (its own request is
-    served stale too), inline otherwise. A read after the hard TTL finds nothing and takes the miss path of
+    compare-and-delete) and still find the value stale once it holds the lock recomputes, in a background
+    thread when ``background`` is true (its own request is served stale too), inline otherwise. A read after the hard TTL finds nothing and takes the miss path of
     :class:`LockedRecompute`. ``stale_ttl`` bounds how old a served value can be: keep it short enough that
     a value that old is still acceptable.
     """
@@ -316,6 +316,12 @@ class StaleWhileRevalidate(LockedRecompute):
         self._count("stale_hits")
         token = uuid.uuid4().hex
         if self.client.set(self.refresh_key(key), token, nx=True, px=self._px(self.lock_ttl)):
+            # The second look: between our read and our lock, another reader may have refreshed the value
+            # and released its lock. Its store came before its release, so a read after our lock sees it.
+            current = self._record(key)
+            if current is not None and self.clock() < current["fresh_until"]:
+                self._release(keys=[self.refresh_key(key)], args=[token])
+                return record["value"]
             self._count("refreshes")
             if self.background:
                 thread = threading.Thread(target=self._refresh, args=(key, token), daemon=True,

@@ -166,6 +166,37 @@ def test_stale_while_revalidate_serves_the_stale_value_and_refreshes_once(redis_
     assert not redis_client.exists(swr.refresh_key("k"))
 
 
+def test_stale_while_revalidate_does_not_refresh_again_after_a_refresh_it_raced(redis_client):
+    # A reader reads the stale record; before it asks for the refresh lock, another reader refreshes the
+    # value and releases the lock. Without a second look under the lock, the first reader refreshes again.
+    calls = []
+
+    def compute(key):
+        calls.append(key)
+        return {"v": len(calls)}
+
+    swr = StaleWhileRevalidate(redis_client, PREFIX + "swr3:", compute, ttl=30, stale_ttl=30, background=False)
+    other = StaleWhileRevalidate(redis_client, PREFIX + "swr3:", compute, ttl=30, stale_ttl=30,
+                                 background=False)
+    swr.put("k", {"v": 0}, ttl=0.01)
+    time.sleep(0.05)  # past the soft TTL
+    real_record = swr._record
+
+    def record_then_race(key):
+        record = real_record(key)
+        if swr._record is record_then_race:  # only the first read: the other reader refreshes in between
+            swr._record = real_record
+            assert other.get(key) == {"v": 0} and calls == ["k"]  # its refresh ran (inline) and released the lock
+        return record
+
+    swr._record = record_then_race
+    assert swr.get("k") == {"v": 0}, "the stale value, served at once"
+    assert calls == ["k"], "one refresh: the second reader found the value fresh once it held the lock"
+    assert swr.counters()["refreshes"] == 0 and other.counters()["refreshes"] == 1
+    assert not redis_client.exists(swr.refresh_key("k"))
+    assert swr.get("k") == {"v": 1}
+
+
 def test_stale_while_revalidate_falls_back_to_the_lock_after_the_hard_ttl(redis_client):
     calls = []
 
