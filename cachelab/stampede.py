@@ -271,9 +271,9 @@ class StaleWhileRevalidate(LockedRecompute):
     A read before ``fresh_until`` is a hit. A read after it is a *stale hit*: the value is returned at once,
     and the first reader to take the refresh lock (``SET NX PX lock_ttl`` with an owner token, released by
     compare-and-delete) and still find the value stale once it holds the lock recomputes, in a background
-    thread when ``background`` is true (its own request is served stale too), inline otherwise. A read after the hard TTL finds nothing and takes the miss path of
-    :class:`LockedRecompute`. ``stale_ttl`` bounds how old a served value can be: keep it short enough that
-    a value that old is still acceptable.
+    thread when ``background`` is true (its own request is served stale too), inline otherwise. A read after
+    the hard TTL finds nothing and takes the miss path of :class:`LockedRecompute`. ``stale_ttl`` bounds how
+    old a served value can be: keep it short enough that a value that old is still acceptable.
     """
 
     def __init__(self, client, prefix: str, compute: Callable[[str], object], *, ttl: float, stale_ttl: float,

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from cachelab import scale_out
-from cachelab.servers import ServersUnavailable, probes
+from cachelab.servers import ServersUnavailable, pid_alive, probes
 from cachelab.servers import cluster as cl
 
 PREFIX = "cachelab:test_cluster:"
@@ -304,12 +304,8 @@ def test_nodes_stop_even_when_the_process_is_killed(tmp_path):
 
 
 def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not pid_alive(pid):
         return False
-    except PermissionError:
-        return True
     try:  # a zombie of ours is dead
         return "zombie" not in open(f"/proc/{pid}/status").read().lower()
     except OSError:

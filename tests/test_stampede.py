@@ -294,31 +294,27 @@ def _spec(strategy, redis_server, prefix, **options):
             "redis_url": redis_server.url}
 
 
-def test_lock_allows_exactly_one_computation_under_4_processes(redis_server):
+def _four_processes_ask_at_once(strategy, redis_server, prefix):
     from cachelab.data import database_path
     from cachelab.workers import ask_once, run_together, worker_pool
 
-    spec = _spec("lock", redis_server, "p-lock:")
+    spec = _spec(strategy, redis_server, prefix)
     route = (HOT.origin, HOT.dest, HOT.month)
     with worker_pool(4) as pool:
         at = time.time() + 0.6  # each process connects first, then all ask at this instant
-        outcomes = run_together(pool, ask_once, [(spec, HOT.key(), route, str(database_path()), at)] * 4,
-                                start_in=0.1)
+        return run_together(pool, ask_once, [(spec, HOT.key(), route, str(database_path()), at)] * 4,
+                            start_in=0.1)
+
+
+def test_lock_allows_exactly_one_computation_under_4_processes(redis_server):
+    outcomes = _four_processes_ask_at_once("lock", redis_server, "p-lock:")
     assert sum(o["calls"] for o in outcomes) == 1
     outcomes = sorted(o["outcome"] for o in outcomes)
     assert outcomes.count("computed") == 1 and "waited" in outcomes and set(outcomes) <= {"computed", "waited", "hit"}
 
 
 def test_unprotected_processes_stampede(redis_server):
-    from cachelab.data import database_path
-    from cachelab.workers import ask_once, run_together, worker_pool
-
-    spec = _spec("unprotected", redis_server, "p-none:")
-    route = (HOT.origin, HOT.dest, HOT.month)
-    with worker_pool(4) as pool:
-        at = time.time() + 0.6  # each process connects first, then all ask at this instant
-        outcomes = run_together(pool, ask_once, [(spec, HOT.key(), route, str(database_path()), at)] * 4,
-                                start_in=0.1)
+    outcomes = _four_processes_ask_at_once("unprotected", redis_server, "p-none:")
     assert sum(o["calls"] for o in outcomes) >= 2  # a query takes tens of ms: the processes overlap
 
 
