@@ -234,6 +234,13 @@ def test_verify_reports_a_broken_notebook(tmp_path):
         eb.verify_exercises(write(nb, tmp_path / "01_broken.ipynb"), results_dir=tmp_path)
 
 
+def test_verify_runs_to_the_end_of_the_notebook_when_asked(tmp_path):
+    path = write(tiny_notebook(), tmp_path / "01_whole.ipynb")  # its last cell raises, after the last check
+    assert [r.ok for r in eb.verify_exercises(path, results_dir=tmp_path)] == [True, True]
+    with pytest.raises(eb.NotebookBroken, match="never run: after the last check cell"):
+        eb.verify_exercises(path, results_dir=tmp_path, whole=True)
+
+
 # --------------------------------------------------------------------------- known-wrong answers
 
 def test_wrong_answers_are_raw_cells_left_out_of_copies_and_of_the_site():
@@ -496,29 +503,3 @@ def test_committed_check_cells_passed_in_the_reference_run(path):
         assert not any(o.output_type == "error" for o in outputs), f"{path.name}: check cell {index} failed"
         text = "".join(o.get("text", "") for o in outputs)
         assert "\u2705" in text, f"{path.name}: check cell {index} printed no success line: re-run `make refresh`"
-
-
-@pytest.fixture(scope="module")
-def verified(tmp_path_factory):
-    """Verification results per notebook, computed in reading order on first need (07 reads 01-06's results)."""
-    results_dir = tmp_path_factory.mktemp("exercise-results")
-    figures_dir = tmp_path_factory.mktemp("exercise-figures")
-    done: dict[str, list[eb.CheckResult]] = {}
-
-    def upto(path):
-        for earlier in WITH_EXERCISES[: WITH_EXERCISES.index(path) + 1]:
-            if earlier.stem not in done:
-                done[earlier.stem] = eb.verify_exercises(earlier, quick=True, results_dir=results_dir,
-                                                         figures_dir=figures_dir)
-        return done[path.stem]
-
-    return upto
-
-
-@pytest.mark.notebook
-@pytest.mark.parametrize("path", WITH_EXERCISES, ids=lambda p: p.stem)
-def test_check_cells_fail_on_the_placeholder_and_pass_on_the_solution(path, verified):
-    results = verified(path)
-    assert results, f"{path.name}: no check cell ran"
-    bad = [r.describe() for r in results if not r.ok]
-    assert not bad, "\n".join(bad)

@@ -5,7 +5,8 @@ own servers would be (``REDIS_URL`` / ``MEMCACHED_SERVERS``), with foreign keys 
 these tests prove, besides a clean run of each notebook:
 
 * **reruns**: each notebook runs twice in a row with the same outcome (its assertions pass both times,
-  its keys cleared by prefix only between runs);
+  its keys cleared by prefix only between runs); the second run of a notebook with exercises also verifies
+  them (each check passes on the solution and fails on the placeholder and on every known-wrong answer);
 * **no data lost**: every foreign key is still there, unchanged, after the whole series.
 """
 
@@ -17,6 +18,7 @@ import nbformat
 import pytest
 from pymemcache.client.base import Client
 
+from cachelab.kit import exercises_build as eb
 from cachelab.kit import notebooks, runner
 from cachelab.servers import start_memcached, start_redis
 
@@ -80,16 +82,39 @@ def run_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("series")
 
 
+CHECKED: dict[str, list[eb.CheckResult]] = {}  # the exercises' verification, done by each notebook's second run
+
+
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs_clean_twice(path, users_servers, run_dir):
-    for attempt in (1, 2):
-        outcome = runner.execute(path, quick=True, out_path=run_dir / f"run{attempt}" / path.name,
-                                 results_dir=run_dir / "results", figures_dir=run_dir / "figures")
-        assert outcome.ok, f"{path.name} failed on run {attempt}:\n{outcome.error}"
+    """The second run of a notebook with exercises is their verification, run to the notebook's end: the
+    solutions, then at each check cell the placeholder and the known-wrong answers, then the solutions again."""
+    paths_of = {"results_dir": run_dir / "results", "figures_dir": run_dir / "figures"}
+    outcome = runner.execute(path, quick=True, out_path=run_dir / "run1" / path.name, **paths_of)
+    assert outcome.ok, f"{path.name} failed on run 1:\n{outcome.error}"
+    if eb.exercise_groups(nbformat.read(path, as_version=4)):
+        try:
+            CHECKED[path.stem] = eb.verify_exercises(path, quick=True, whole=True, **paths_of)
+        except eb.NotebookBroken as exc:
+            pytest.fail(f"{path.name} failed on run 2 (with its exercises verified):\n{exc}")
+    else:
+        outcome = runner.execute(path, quick=True, out_path=run_dir / "run2" / path.name, **paths_of)
+        assert outcome.ok, f"{path.name} failed on run 2:\n{outcome.error}"
     saved = run_dir / "results" / f"{path.stem}.json"
     if saved.exists():
         assert json.loads(saved.read_text())["environment"]["quick_mode"] is True
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if eb.exercise_groups(nbformat.read(p, as_version=4))],
+                         ids=lambda p: p.stem)
+def test_check_cells_fail_on_the_placeholder_and_pass_on_the_solution(path):
+    assert path.stem in CHECKED, f"{path.name}: not verified, because its runs above failed first"
+    results = CHECKED[path.stem]
+    assert results, f"{path.name}: no check cell ran"
+    bad = [r.describe() for r in results if not r.ok]
+    assert not bad, "\n".join(bad)
 
 
 @pytest.mark.notebook

@@ -420,11 +420,13 @@ def _python_source(source: str) -> str:
 
 
 def verify_exercises(path: Path, *, quick: bool = True, results_dir: Path | None = None,
-                     figures_dir: Path | None = None, timeout: int | None = None) -> list[CheckResult]:
+                     figures_dir: Path | None = None, timeout: int | None = None,
+                     whole: bool = False) -> list[CheckResult]:
     """Check that each check cell of ``path`` passes on the solution and fails on the placeholder and on
     every known-wrong answer.
 
-    The whole notebook runs in a fresh kernel, in order, up to its last check cell. At each check cell:
+    The notebook runs in a fresh kernel, in order, up to its last check cell (to its end with ``whole``,
+    so that the verification is also a top-to-bottom run of the notebook). At each check cell:
     the check runs on the solution; then the solution's names are forgotten, the placeholder runs and the
     check again; then, for each known-wrong answer (raw cells tagged ``wrong``), the names are forgotten
     again, the wrong answer runs and the check again; then the solution runs again for the cells that follow.
@@ -437,7 +439,8 @@ def verify_exercises(path: Path, *, quick: bool = True, results_dir: Path | None
     groups = exercise_groups(nb)
     if not groups:
         return []
-    everything = [(i, c.source) for i, c in enumerate(nb.cells[: groups[-1][1] + 1]) if c.cell_type == "code"]
+    last = len(nb.cells) if whole else groups[-1][1] + 1
+    everything = [(i, c.source) for i, c in enumerate(nb.cells[:last]) if c.cell_type == "code"]
     return _run_exercises(path, nb, everything, quick, results_dir, figures_dir, timeout)
 
 
