@@ -10,7 +10,9 @@ puts every :data:`CANDIDATES` through the situation:
 * **hit ratio** at that memory budget: the situation's Zipf stream dealt round-robin over the copies of the
   cache (one per process for an in-process cache, one per machine for a disk cache, one in all for a shared
   server), each copy an LRU of the entries its share of the budget holds, expiring after the TTL the
-  staleness bound allows, and each copy warming up on its own after every restart. A service's traffic
+  staleness bound allows. A copy in the application's memory (an in-process cache, the local tier of a
+  two-tier one) starts empty after every restart and warms up again; a disk cache or a server keeps its
+  entries, so it is taken at its steady state. A service's traffic
   between two restarts is millions of requests, too many to replay for every slider move, so the hit
   ratio comes from Che's approximation of an LRU (Che, Tung and Wang, 2002; Fricker, Robert and Roberts,
   2012) with the TTL and the warm-up added; :func:`replay` replays a stream request by request, and the
@@ -58,7 +60,8 @@ class Situation:
     max_staleness_s: float | None = None  # None: the data never change; 0: no answer may ever be stale
     value_bytes: int = 1_000
     survive_restart: bool = False  # the cache must survive a restart (a deploy) of the application
-    horizon_s: float = 300.0  # how long the service runs between restarts: per-process caches warm up again
+    horizon_s: float = 86_400.0  # how long the application runs between restarts (a deploy a day by default):
+    # the caches in its memory start empty and warm up again after each
 
     def __post_init__(self):
         arguments.integer("processes", self.processes, minimum=1)
@@ -98,8 +101,10 @@ CANDIDATES: tuple[Candidate, ...] = (
     Candidate("no cache", "none", "none", True, math.inf, "nothing", parts=0),
     Candidate("lru_cache", "process", "none", False, math.inf, "nothing: the standard library", parts=1),
     Candidate("cachetools TTL", "process", "ttl", False, math.inf, "a TTL to choose, a lock for threads", parts=2),
-    Candidate("joblib", "machine", "none", True, math.inf, "a cache folder to size and clean; pickle files",
-              parts=3, notes="never expires by time: it recomputes when the function's code changes"),
+    Candidate("joblib", "machine", "ttl", True, math.inf,
+              "a cache folder to size and clean; pickle files; expiry through cache_validation_callback",
+              parts=3, notes="expires with cache_validation_callback=expires_after(...); also recomputes when "
+                             "the function's code changes"),
     Candidate("diskcache", "machine", "ttl", True, math.inf, "a SQLite file per machine; pickle unless JSONDisk",
               parts=3),
     Candidate("memcached", "shared", "ttl", True, 1024 * 1024, "servers, a client with timeouts, serialisation",
@@ -123,7 +128,9 @@ class Measurements:
     ``hit_ns`` maps a candidate's name to the cost of one hit; ``miss_overhead_ns`` to what a miss adds to
     the query (the lookup that failed and the store); ``entry_bytes`` to what one cached answer occupies;
     ``invalidation_s`` to the time from a write to the local copies' drop, for the invalidated caches.
-    ``local_hit_ns`` is a hit in the local tier of a two-tier cache (the shared tier's is its ``hit_ns``).
+    ``local_hit_ns`` is a hit in the local tier of a two-tier cache (the shared tier's is its ``hit_ns``),
+    and ``local_entry_bytes`` what an answer occupies there (Python objects; ``entry_bytes`` is the shared
+    tier's).
     ``shared_server_rps`` is the GET rate one Redis served here, and ``shard_rps`` one cluster shard's.
     """
 
@@ -133,6 +140,7 @@ class Measurements:
     entry_bytes: Mapping[str, float] = field(default_factory=dict)
     invalidation_s: Mapping[str, float] = field(default_factory=dict)
     local_hit_ns: Mapping[str, float] = field(default_factory=dict)
+    local_entry_bytes: Mapping[str, float] = field(default_factory=dict)
     shared_server_rps: float = math.inf
     shard_rps: float = math.inf
     cluster_shards: int = 3
@@ -217,18 +225,22 @@ def key_hit_ratios(rates: np.ndarray, capacity: float, ttl: float | None) -> np.
 
 
 def model_hit_ratios(situation: Situation, copies: int, capacity: float, ttl: float | None,
-                     rate: float | None = None, shares: np.ndarray | None = None) -> np.ndarray:
+                     rate: float | None = None, shares: np.ndarray | None = None, *,
+                     warm_up: bool = True) -> np.ndarray:
     """Each key's hit ratio over the situation's horizon in ``copies`` copies, warm-up included.
 
     ``rate`` is the request rate reaching the copies (default the situation's) and ``shares`` the share
     of it each key gets (default :func:`popularity`). The first request of a key in a copy is a miss
     whatever the steady state: over the horizon a copy sees ``1 - exp(-rate_i * horizon)`` first requests
-    of key ``i``, out of ``rate_i * horizon`` requests.
+    of key ``i``, out of ``rate_i * horizon`` requests. Without ``warm_up`` (a copy that outlives the
+    application's restarts, on disk or on a server), the steady state alone.
     """
     rate = situation.request_rate if rate is None else rate
     shares = popularity(situation) if shares is None else shares
     per_copy = rate * shares / copies
     steady = key_hit_ratios(per_copy, capacity, ttl)
+    if not warm_up:
+        return np.clip(steady, 0.0, 1.0)
     requests = per_copy * situation.horizon_s
     with np.errstate(divide="ignore", invalid="ignore"):
         first = np.where(requests > 0, -np.expm1(-requests) / requests, 0.0)
@@ -299,29 +311,29 @@ def evaluate(candidate: Candidate, situation: Situation, measured: Measurements)
     shares = popularity(situation)
     if candidate.two_tier:
         local_copies = situation.workers
-        local_capacity = budget * LOCAL_SHARE / local_copies // entry
+        local_entry = max(measured.local_entry_bytes.get(name, entry), 1)
+        local_capacity = budget * LOCAL_SHARE / local_copies // local_entry
         shared_capacity = budget * (1 - LOCAL_SHARE) // entry
-        local = model_hit_ratios(situation, local_copies, local_capacity, ttl)
-        requests = situation.request_rate * situation.horizon_s * shares  # per key, over the horizon
-        forwarded = requests * (1 - local)  # what the local tiers miss goes on to the shared one
-        first_ever = -np.expm1(-requests)  # a key's first request misses both tiers
-        remote_steady = key_hit_ratios(situation.request_rate * shares * (1 - local), shared_capacity, ttl)
-        remote_misses = first_ever + np.clip(forwarded - first_ever, 0, None) * (1 - remote_steady)
+        local = model_hit_ratios(situation, local_copies, local_capacity, ttl)  # warms up after each restart
+        # The shared tier is filled on every miss, with the same TTL, and keeps its entries across restarts:
+        # it holds what any local tier holds, so a key is answered without the query as often as one shared
+        # copy that sees every request would answer it, or as its local tier does if that is more.
+        shared = key_hit_ratios(situation.request_rate * shares, shared_capacity, ttl)
         h_local = float(shares @ local)
-        h_remote = 1 - float(remote_misses.sum() / max(forwarded.sum(), 1e-300))
+        h = float(shares @ np.maximum(shared, local))
         local_ns = measured.local_hit_ns.get(name, measured.hit_ns[name])
         out.local_hit_ratio = h_local
-        out.hit_ratio = h_local + (1 - h_local) * h_remote
-        out.latency_ns = h_local * local_ns + (1 - h_local) * (h_remote * measured.hit_ns[name]
-                                                               + (1 - h_remote) * miss_ns)
-        out.memory_bytes = (local_copies * min(local_capacity, situation.keys)
-                            + min(shared_capacity, situation.keys)) * entry
+        out.hit_ratio = h
+        out.latency_ns = h_local * local_ns + (h - h_local) * measured.hit_ns[name] + (1 - h) * miss_ns
+        out.memory_bytes = (local_copies * min(local_capacity, situation.keys) * local_entry
+                            + min(shared_capacity, situation.keys) * entry)
         out.staleness_s = measured.invalidation_s.get(name, math.inf)
         if name not in measured.invalidation_s:
             out.ruled_out.append("its invalidation latency was not measured in this run")
     else:
         capacity = budget / copies // entry
-        out.hit_ratio = float(shares @ model_hit_ratios(situation, copies, capacity, ttl))
+        out.hit_ratio = float(shares @ model_hit_ratios(situation, copies, capacity, ttl,
+                                                        warm_up=not candidate.survives_restart))
         out.local_hit_ratio = 0.0 if candidate.scope == "shared" else out.hit_ratio  # answered without the network
         out.latency_ns = out.hit_ratio * measured.hit_ns[name] + (1 - out.hit_ratio) * miss_ns
         out.memory_bytes = copies * min(capacity, situation.keys) * entry
@@ -341,7 +353,8 @@ def _constraints(out: Evaluation, situation: Situation, measured: Measurements, 
     unmeasured = c.expiry == "invalidation" and c.name not in measured.invalidation_s  # said already
     if bound is not None and out.staleness_s > bound and not unmeasured:
         if math.isinf(out.staleness_s):
-            what = "it never expires: an answer stays stale until the process restarts"
+            what = ("it never expires: an answer stays stale until the process restarts or its cache is cleared"
+                    if c.scope == "process" else "it never expires: an answer stays stale until its cache is cleared")
         elif c.expiry == "ttl":
             what = (f"an answer can be stale for the query's own duration ({measured.query_ns / 1e9:.3g} s) before "
                     f"its TTL even starts, longer than the bound ({bound:g} s)")
@@ -459,7 +472,8 @@ def _percentile(timing, q: float) -> float:
 def measured_in(loaded: Mapping, *, entry_bytes: Mapping[str, float] | None = None,
                 extra_hits: Mapping[str, float] | None = None,
                 extra_overheads: Mapping[str, float] | None = None,
-                extra_invalidation_s: Mapping[str, float] | None = None) -> Measurements:
+                extra_invalidation_s: Mapping[str, float] | None = None,
+                local_entry_bytes: Mapping[str, float] | None = None) -> Measurements:
     """The :class:`Measurements` of one run of the series, from the results of 01-08 (``loaded``: notebook ->
     saved results, as :func:`cachelab.ladder.series_results` gives them).
 
@@ -467,8 +481,8 @@ def measured_in(loaded: Mapping, *, entry_bytes: Mapping[str, float] | None = No
     round trips for a network cache (the GET that missed and the SET; 05 and 06 time a bare round trip
     together with the hit) and the measured miss minus the query for joblib. The staleness bound of an
     invalidated cache is the 99th percentile of its measured invalidation latency. ``entry_bytes``,
-    ``extra_hits`` and ``extra_overheads`` come from the notebook that calls this (09 measures diskcache
-    and the bytes one answer takes in each layer).
+    ``local_entry_bytes``, ``extra_hits`` and ``extra_overheads`` come from the notebook that calls this (09
+    measures diskcache and the bytes one answer takes in each layer).
     """
     from .ladder import entries
 
@@ -515,6 +529,6 @@ def measured_in(loaded: Mapping, *, entry_bytes: Mapping[str, float] | None = No
     return Measurements(
         query_ns=query, hit_ns={k: v for k, v in hits.items() if v},
         miss_overhead_ns=overheads, entry_bytes=dict(entry_bytes or {}), invalidation_s=invalidation,
-        local_hit_ns={k: v for k, v in local.items() if v},
+        local_hit_ns={k: v for k, v in local.items() if v}, local_entry_bytes=dict(local_entry_bytes or {}),
         shared_server_rps=one_shard or math.inf, shard_rps=one_shard or math.inf,
         source={"notebooks": ", ".join(sorted(loaded))})

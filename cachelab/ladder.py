@@ -181,8 +181,9 @@ def expected_costs(rungs: Sequence[Rung], ratios: Mapping[str, float]) -> dict[s
     """``{step: ns}``: the cost of one request at each step, ``h * hit + (1 - h) * miss``, at the hit ratio ``h``
     its notebook measured (steps without a measured hit ratio are left out).
 
-    A step without a measured miss (an in-process cache) misses at the cost of recomputing: its lookup
-    is nanoseconds next to a query of milliseconds.
+    A step without a measured miss misses at the cost of recomputing (an in-process cache: its lookup is
+    nanoseconds next to a query of milliseconds), or, for a local tier in front of Redis (the near cache,
+    client-side caching), at the cost of a Redis miss, which its misses go through.
     """
     base = baseline(rungs)
     out = {}
@@ -190,7 +191,8 @@ def expected_costs(rungs: Sequence[Rung], ratios: Mapping[str, float]) -> dict[s
         hit = next((r for r in rungs if r.step == step and r.kind == "hit"), None)
         if hit is None:
             continue
-        miss = next((r for r in rungs if r.step == step and r.kind == "miss"), base)
+        through = {"near cache": "redis", "tracking": "redis"}.get(step, step)
+        miss = next((r for r in rungs if r.step == through and r.kind == "miss"), base)
         out[step] = h * hit.median + (1 - h) * miss.median
     return out
 

@@ -67,7 +67,7 @@ def test_many_processes_make_a_shared_cache_win_on_backend_load():
     one, many = ranking(1), ranking(32)
     load_one = {e.name: e.backend_qps for e in one.ranked}
     load_many = {e.name: e.backend_qps for e in many.ranked}
-    assert load_one["Redis"] == pytest.approx(load_one["cachetools TTL"], rel=0.05)  # one copy either way
+    assert load_one["Redis"] == pytest.approx(load_one["cachetools TTL"], rel=0.1)  # one copy either way
     assert load_many["Redis"] < 0.5 * load_many["cachetools TTL"], "32 copies each warm up and hold less"
     assert one.names().index("cachetools TTL") < one.names().index("Redis"), "one process: the local hit is cheaper"
     assert many.names().index("Redis") < many.names().index("cachetools TTL"), "32 processes: sharing wins"
@@ -78,6 +78,36 @@ def test_a_restart_that_must_keep_the_cache_rules_out_in_process_caches():
     out = {e.name for e in ranking.ruled_out}
     assert {"lru_cache", "cachetools TTL"} <= out
     assert ranking.best.name not in out
+
+
+def test_a_cache_that_keeps_its_entries_across_restarts_wins_when_the_process_restarts_often():
+    def ranking(horizon_s):
+        return guide.rank(guide.Situation(request_rate=20, keys=2_000, max_staleness_s=3600, horizon_s=horizon_s),
+                          measured())
+
+    long_lived, script = ranking(7 * 86_400), ranking(300)
+    assert long_lived.best.candidate.scope == "process", "a process that lives for days: its own memory is cheapest"
+    assert script.best.candidate.survives_restart, "a script restarted every five minutes: a cache that stays warm"
+    hit = {name: {e.name: e.hit_ratio for e in r.ranked} for name, r in (("long", long_lived), ("script", script))}
+    assert hit["script"]["cachetools TTL"] < hit["long"]["cachetools TTL"] - 0.1, "warm-ups cost an in-process copy"
+    assert hit["script"]["Redis"] == pytest.approx(hit["long"]["Redis"]), "a server keeps its entries"
+
+
+def test_the_local_tier_holds_as_many_answers_as_its_own_entry_size_allows():
+    situation = guide.Situation(processes=8, request_rate=500, keys=20_000, memory_budget_bytes=8e6,
+                                max_staleness_s=2)
+    small = guide.evaluate(next(c for c in guide.CANDIDATES if c.name == "near cache"), situation, measured())
+    heavy = guide.evaluate(next(c for c in guide.CANDIDATES if c.name == "near cache"), situation,
+                           measured(local_entry_bytes={"near cache": 3000}))
+    assert heavy.local_hit_ratio < small.local_hit_ratio - 0.05, "Python objects weigh more: fewer fit locally"
+    assert heavy.memory_bytes == pytest.approx(small.memory_bytes, rel=0.1), "the same budget either way"
+
+
+def test_joblib_expires_with_a_validation_callback_and_is_not_ruled_out_for_it():
+    ranking = guide.rank(guide.Situation(max_staleness_s=3600), measured())
+    out = {e.name: e.ruled_out for e in ranking.ruled_out}
+    assert "joblib" not in out, out.get("joblib")
+    assert "lru_cache" in out and "never expires" in " ".join(out["lru_cache"])
 
 
 def test_values_too_large_for_memcached_rule_it_out():

@@ -374,9 +374,12 @@ class ManagedCluster(Cluster):
                 lo, hi = i * SLOTS // len(prim), (i + 1) * SLOTS // len(prim) - 1
                 if self._version >= (7, 0, 0):
                     c.execute_command("CLUSTER", "ADDSLOTSRANGE", lo, hi)
-                else:
-                    c.execute_command("CLUSTER", "ADDSLOTS", *range(lo, hi + 1))
-                steps.append(f"{prim[i].name}: CLUSTER ADDSLOTSRANGE {lo} {hi}")
+                    sent = f"ADDSLOTSRANGE {lo} {hi}"
+                else:  # no ADDSLOTSRANGE before 7.0: one ADDSLOTS that names every slot
+                    slots = list(range(lo, hi + 1))
+                    c.execute_command("CLUSTER", "ADDSLOTS", *slots)
+                    sent = "ADDSLOTS " + " ".join(map(str, slots if len(slots) <= 3 else [lo, lo + 1, "...", hi]))
+                steps.append(f"{prim[i].name}: CLUSTER {sent}")
             for n in self.nodes[1:]:
                 extra = [n.bus_port] if n.bus_port else []
                 clients[0].execute_command("CLUSTER", "MEET", n.host, n.port, *extra)
