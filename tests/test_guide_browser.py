@@ -110,15 +110,26 @@ def test_moving_a_slider_changes_the_ranking(lab_server):
                 elif ready.count():
                     break
                 page.wait_for_timeout(250)
-            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-            page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
-            try:
-                page.locator(".jp-OutputArea-output", has_text="BEST:").first.wait_for(timeout=240_000)
-            except Exception:
-                page.screenshot(path=str(shots / "09_failed.png"), full_page=True)
-                errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
-                raise AssertionError("the ranking never showed; stderr of the notebook:\n"
-                                     + "\n".join(errors.all_inner_texts())[-3000:]) from None
+
+            def run_all():
+                page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+                page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+
+            run_all()
+            best = page.locator(".jp-OutputArea-output", has_text="BEST:")
+            deadline = time.monotonic() + 240
+            while not best.count():
+                dialog = page.locator(".jp-Dialog button", has_text="Select")
+                if dialog.count():  # the kernel dialog came late, and held the run back: choose, and run again
+                    dialog.first.click()
+                    page.wait_for_timeout(500)
+                    run_all()
+                if time.monotonic() > deadline:
+                    page.screenshot(path=str(shots / "09_failed.png"), full_page=True)
+                    errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+                    raise AssertionError("the ranking never showed; stderr of the notebook:\n"
+                                         + "\n".join(errors.all_inner_texts())[-3000:])
+                page.wait_for_timeout(250)
             # A log slider whose value is off its step grid snaps to it when first drawn, and the ranking is
             # redrawn once for that: take "before" once the text has stayed the same for a while.
             before, steady_since, deadline = ranking_text(page), time.monotonic(), time.monotonic() + 20
