@@ -353,8 +353,7 @@ def _constraints(out: Evaluation, situation: Situation, measured: Measurements, 
     unmeasured = c.expiry == "invalidation" and c.name not in measured.invalidation_s  # said already
     if bound is not None and out.staleness_s > bound and not unmeasured:
         if math.isinf(out.staleness_s):
-            what = ("it never expires: an answer stays stale until the process restarts or its cache is cleared"
-                    if c.scope == "process" else "it never expires: an answer stays stale until its cache is cleared")
+            what = "it never expires: an answer stays stale until the process restarts or its cache is cleared"
         elif c.expiry == "ttl":
             what = (f"an answer can be stale for the query's own duration ({measured.query_ns / 1e9:.3g} s) before "
                     f"its TTL even starts, longer than the bound ({bound:g} s)")

@@ -23,6 +23,7 @@ from cachelab.kit import notebooks, runner
 from cachelab.servers import start_memcached, start_redis
 
 NOTEBOOKS = notebooks.list_notebooks()
+WITH_EXERCISES = [p for p in NOTEBOOKS if eb.exercise_groups(nbformat.read(p, as_version=4))]
 FOREIGN_REDIS = {"user:precious": "do not touch", "session:42": "still logged in", "cachelab": "no colon"}
 FOREIGN_MEMCACHED = {"user:precious": b"do not touch", "cachelab-ish": b"prefix lookalike"}
 
@@ -93,7 +94,7 @@ def test_notebook_runs_clean_twice(path, users_servers, run_dir):
     paths_of = {"results_dir": run_dir / "results", "figures_dir": run_dir / "figures"}
     outcome = runner.execute(path, quick=True, out_path=run_dir / "run1" / path.name, **paths_of)
     assert outcome.ok, f"{path.name} failed on run 1:\n{outcome.error}"
-    if eb.exercise_groups(nbformat.read(path, as_version=4)):
+    if path in WITH_EXERCISES:
         try:
             CHECKED[path.stem] = eb.verify_exercises(path, quick=True, whole=True, **paths_of)
         except eb.NotebookBroken as exc:
@@ -107,8 +108,7 @@ def test_notebook_runs_clean_twice(path, users_servers, run_dir):
 
 
 @pytest.mark.notebook
-@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if eb.exercise_groups(nbformat.read(p, as_version=4))],
-                         ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", WITH_EXERCISES, ids=lambda p: p.stem)
 def test_check_cells_fail_on_the_placeholder_and_pass_on_the_solution(path):
     assert path.stem in CHECKED, f"{path.name}: not verified, because its runs above failed first"
     results = CHECKED[path.stem]
