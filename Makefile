@@ -19,7 +19,7 @@ CHECK_PYTHON = $(CHECK_PY) cachelab/kit/check.py --python-only 2>/dev/null; code
 	exit $$code
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system run test test-fast refresh servers stop lint data clean bench check exercises prefetch site \
+.PHONY: help setup system run test test-fast refresh servers stop lint data clean bench check exercises prefetch site soak \
 	python-version
 
 help: ## list the targets
@@ -62,6 +62,9 @@ test-fast: $(STAMP) ## the unit tests only: no servers, no notebooks, no browser
 
 bench: setup ## each caching layer next to its floor, client and servers pinned apart (BENCH_ARGS="--pin CPU" or "--no-pin")
 	$(PY) -m cachelab with-servers -- $(PY) -m cachelab bench $(BENCH_ARGS)
+
+soak: setup ## run the series RUNS times (default 5) and tally failures and measured claims not shown per notebook and claim
+	$(PY) -m cachelab soak --runs $(or $(RUNS),5) $(SOAK_ARGS)
 
 refresh: setup ## re-execute the committed notebooks in place (full measurements) for a reference run
 	$(PY) -m cachelab run --in-place

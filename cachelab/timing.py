@@ -19,6 +19,7 @@ you mean to read.
 from __future__ import annotations
 
 import gc
+import itertools
 import math
 import numbers
 import os
@@ -32,6 +33,8 @@ import numpy as np
 from . import arguments
 
 _UNITS = (("s", 1e9), ("ms", 1e6), ("µs", 1e3), ("ns", 1.0))
+
+_IN_TURN = (f"{os.getpid()}-{i}" for i in itertools.count(1))
 
 NOISY_SPREAD = 0.3
 """A timing whose spread, (p90 - p10) / median, exceeds this is noisy: say so when you report it."""
@@ -264,7 +267,8 @@ def measure_together(
 
     ``stmts`` maps a name to what :func:`measure` takes. Each operation gets its warm-up and its loop
     count on its first sample; then samples are taken one of each in turn (:func:`take_in_turn`).
-    Returns one :class:`Timing` per name, in order.
+    Returns one :class:`Timing` per name, in order; their ``meta["in_turn"]`` names the call, so that
+    :func:`cachelab.claims.judge` compares them sample by sample (the i-th sample of each, taken moments apart).
     """
     if not isinstance(stmts, Mapping):
         raise TypeError(f"stmts must be a mapping of names to statements, not {type(stmts).__name__}")
@@ -279,7 +283,9 @@ def measure_together(
     if repeat is None:
         repeat = 5 if quick_mode() else 15
     samples = take_in_turn(samplers, repeat)
-    return {name: Timing(name, tuple(samples[name]), samplers[name].loops, dict(meta)) for name in samplers}
+    group = next(_IN_TURN)  # marks the timings as paired samples for a claim (cachelab.claims)
+    return {name: Timing(name, tuple(samples[name]), samplers[name].loops, {**meta, "in_turn": group})
+            for name in samplers}
 
 
 def time_calls(func: Callable, args: Iterable, *, star: bool = False) -> np.ndarray:

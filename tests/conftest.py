@@ -7,6 +7,9 @@ import os
 import pytest
 
 os.environ.setdefault("CACHELAB_QUICK", "1")
+# Measured claims: one not shown is measured again (its cell executed again, three attempts in all), then fails
+# the test; a reversed one fails at once (cachelab.claims). A reader's run never raises them.
+os.environ.setdefault("CACHELAB_CLAIMS", "strict")
 
 
 @pytest.fixture(autouse=True)

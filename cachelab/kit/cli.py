@@ -21,10 +21,20 @@ EXIT_USAGE = 2  # bad usage, or a machine that is not ready
 
 
 def _print_summary(outcomes) -> None:
+    from .runner import describe_claims
+
     width = max(len(o.path.stem) for o in outcomes)
-    print(f"\n{'notebook':<{width}}  status  seconds")
+    print(f"\n{'notebook':<{width}}  status  seconds  claims shown")
     for o in outcomes:
-        print(f"{o.path.stem:<{width}}  {'ok' if o.ok else 'FAILED':<6}  {o.seconds:7.1f}")
+        shown = sum(c.get("verdict") == "shown" for c in o.claims)
+        judged = f"{shown} of {len(o.claims)}" if o.claims else "-"
+        print(f"{o.path.stem:<{width}}  {'ok' if o.ok else 'FAILED':<6}  {o.seconds:7.1f}  {judged}")
+    missed = [(o.path.stem, line) for o in outcomes for line in describe_claims(o)]
+    if missed:
+        print(f"\n{len(missed)} measured claim(s) not shown on this run (a busy machine, or a server far away; "
+              "each notebook says which and why, where it makes the claim):")
+        for name, line in missed:
+            print(f"  {name}: {line}")
     from ..results import available, load
 
     for name in reversed(available()):  # the guide is the notebook whose results carry the ladder table
@@ -123,10 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("data", help="build the SQLite database from data/").set_defaults(func=cmd_data)
     sub.add_parser("env", help="print the environment banner").set_defaults(func=cmd_env)
     from ..bench import add_parser as add_bench_parser
-    from . import check, exercises_build, prefetch, site, system
+    from . import check, exercises_build, prefetch, site, soak, system
 
     add_bench_parser(sub)  # `python -m cachelab bench`: every caching layer next to its floor
-    for module in (check, exercises_build, prefetch, site, system):
+    for module in (check, exercises_build, prefetch, site, soak, system):
         module.add_parser(sub)
     return parser
 

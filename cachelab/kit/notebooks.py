@@ -10,6 +10,7 @@ the machine can talk to it. The runner, the site and the exercise checks all use
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -68,6 +69,36 @@ def environ(values: dict[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
+@functools.cache
+def _client_class():
+    """``NotebookClient``, executing a cell again when a claim in it was not shown (``CACHELAB_CLAIMS=strict``).
+
+    A measured claim that the run could not show (:class:`cachelab.claims.ClaimNotShown`) is measured again by
+    executing its cell again, as a reader would, up to :data:`cachelab.claims.ATTEMPTS` times in all; then its
+    error stands. Any other error, a reversed claim included, stands at once. ``client.claim_retries`` lists the
+    retries: ``(cell index, attempt, message)``.
+    """
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    from ..claims import ATTEMPTS
+
+    class ClaimsClient(NotebookClient):
+        async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
+            if not hasattr(self, "claim_retries"):
+                self.claim_retries = []
+            for attempt in range(1, ATTEMPTS + 1):
+                try:
+                    return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
+                except CellExecutionError as exc:
+                    if exc.ename != "ClaimNotShown" or attempt == ATTEMPTS:
+                        raise
+                    self.claim_retries.append((cell_index, attempt, str(exc.evalue)))
+            raise AssertionError("unreachable")
+
+    return ClaimsClient
+
+
 @contextlib.contextmanager
 def notebook_client(nb, path: Path, *, quick: bool, results_dir: Path | None = None,
                     figures_dir: Path | None = None, timeout: int | None = None) -> Iterator:
@@ -77,12 +108,11 @@ def notebook_client(nb, path: Path, *, quick: bool, results_dir: Path | None = N
     ``client.execute_cell(...)``. The kernel is shut down when the block ends, whatever happened in it.
     """
     from jupyter_client.manager import KernelManager
-    from nbclient import NotebookClient
 
     env = kernel_environment(quick=quick, results_dir=results_dir, figures_dir=figures_dir)
     with tempfile.TemporaryDirectory(prefix="cachelab-kernel-") as sockets, environ(env):
         km = KernelManager(kernel_name="python3", transport="ipc", ip=str(Path(sockets) / "kernel"))
-        client = NotebookClient(
+        client = _client_class()(
             nb, km=km, timeout=timeout or CELL_TIMEOUT["quick" if quick else "full"], kernel_name="python3",
             resources={"metadata": {"path": str(Path(path).parent)}}, record_timing=False,
         )

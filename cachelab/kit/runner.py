@@ -11,10 +11,11 @@ import json
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import paths
+from ..claims import NOT_SHOWN, REVERSED, load_log
 from .notebooks import list_notebooks, notebook_client, title_of
 
 
@@ -25,6 +26,12 @@ class Outcome:
     seconds: float
     error: str = ""
     title: str = ""
+    claims: list[dict] = field(default_factory=list)  # the verdicts of its measured claims (cachelab.claims)
+
+    @property
+    def not_shown(self) -> list[dict]:
+        """The claims this run did not show (not shown, or reversed)."""
+        return [c for c in self.claims if c.get("verdict") in (NOT_SHOWN, REVERSED)]
 
 
 def execute(path: Path, *, quick: bool, out_path: Path | None = None, results_dir: Path | None = None,
@@ -48,7 +55,18 @@ def execute(path: Path, *, quick: bool, out_path: Path | None = None, results_di
     out_path = out_path or path
     out_path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, out_path)
-    return Outcome(path, not error, seconds, error, title_of(nb))
+    claims = load_log(claims_file(path.stem, results_dir or paths.results_dir()))
+    return Outcome(path, not error, seconds, error, title_of(nb), claims)
+
+
+def claims_file(notebook: str, results_dir: Path) -> Path:
+    """Where a notebook run with ``results_dir`` keeps the verdicts of its claims."""
+    return Path(results_dir) / "claims" / f"{notebook}.json"
+
+
+def describe_claims(outcome: Outcome) -> list[str]:
+    """One line per claim of a notebook's run that was not shown, for the summaries."""
+    return [f"{c['verdict']}: {c['statement']}" for c in outcome.not_shown]
 
 
 def _cell_error(exc) -> str:
@@ -66,8 +84,9 @@ def _cell_error(exc) -> str:
 # --------------------------------------------------------------------------- the whole series
 
 def run_series(*, quick: bool = False, out_dir: Path | None = None, only: Sequence[str] | None = None,
-               in_place: bool = False, progress: bool = True) -> list[Outcome]:
-    """Execute the notebooks in order. ``in_place`` rewrites the sources (``make refresh``)."""
+               in_place: bool = False, progress: bool = True, site: bool = True) -> list[Outcome]:
+    """Execute the notebooks in order. ``in_place`` rewrites the sources (``make refresh``); ``site=False``
+    skips the HTML pages (the soak)."""
     from tqdm import tqdm
 
     from ..environment import banner, environment
@@ -87,18 +106,26 @@ def run_series(*, quick: bool = False, out_dir: Path | None = None, only: Sequen
         target = path if in_place else out_dir / "notebooks" / path.name
         outcome = execute(path, quick=quick, out_path=target, results_dir=results_dir, figures_dir=figures_dir)
         status = "ok" if outcome.ok else "FAILED"
-        bar.write(f"  {path.stem:<32} {status:<7} {outcome.seconds:6.1f} s")
+        shown = sum(c.get("verdict") == "shown" for c in outcome.claims)
+        claims = f"  claims shown {shown}/{len(outcome.claims)}" if outcome.claims else ""
+        bar.write(f"  {path.stem:<32} {status:<7} {outcome.seconds:6.1f} s{claims}")
         if outcome.error:
             bar.write("    " + outcome.error.replace("\n", "\n    "))
+        for line in describe_claims(outcome):
+            bar.write("    " + line)
         outcomes.append(outcome)
         executed.append(target)
     bar.close()
     if not in_place:
-        site = write_site(executed, outcomes, out_dir / "site", figures_dir or paths.figures_dir(),
-                          banner(environment()))
+        if site:
+            site_path = write_site(executed, outcomes, out_dir / "site", figures_dir or paths.figures_dir(),
+                                   banner(environment()))
         summary = {"quick": quick, "notebooks": [
-            {"notebook": o.path.stem, "ok": o.ok, "seconds": round(o.seconds, 2), "error": o.error}
+            {"notebook": o.path.stem, "ok": o.ok, "seconds": round(o.seconds, 2), "error": o.error,
+             "claims": [{k: c.get(k) for k in ("statement", "verdict", "estimate", "low", "high", "sentence")}
+                        for c in o.claims]}
             for o in outcomes]}
         (out_dir / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
-        print(f"\nReport: {site}")
+        if site:
+            print(f"\nReport: {site_path}")
     return outcomes

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,6 +90,32 @@ class Servers:
         for i, (host, port) in enumerate(self.memcached.nodes):
             out[f"memcached[{i}]"] = probes.memcached_version(host, port) or "unavailable"
         return out
+
+    def round_trip_ns(self, service: str = "redis", samples: int = 21) -> float:
+        """The median time of a request that does nothing (Redis ``PING``, memcached ``version``), in ns.
+
+        What a placement costs every request: tens of microseconds on loopback, milliseconds across a room.
+        """
+        if service not in ("redis", "memcached"):
+            raise ValueError(f"service must be 'redis' or 'memcached', not {service!r}")
+        samples = arguments.integer("samples", samples, minimum=1)
+        if service == "redis":
+            client = self.redis_client()
+            call = client.ping
+        else:
+            client = self.memcached_node(0, "cachelab:rtt:")
+            call = client.version
+        try:
+            for _ in range(3):
+                call()
+            times = []
+            for _ in range(samples):
+                t0 = time.perf_counter_ns()
+                call()
+                times.append(time.perf_counter_ns() - t0)
+        finally:
+            client.close()
+        return float(statistics.median(times))
 
     def describe(self) -> str:
         return f"{self.redis.describe()}\n{self.memcached.describe()}"
