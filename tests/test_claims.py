@@ -168,9 +168,8 @@ def test_under_strict_a_claim_not_shown_or_reversed_raises(tmp_path, monkeypatch
 
 def claim_notebook(tmp_path, cell_source):
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell("import cachelab, numpy as np\nlab = cachelab.start('01_naive_recomputation', "
-                                          "quiet=True)"),
-                nbformat.v4.new_code_cell(cell_source)]
+    setup = "import cachelab, numpy as np\nlab = cachelab.start('01_naive_recomputation', quiet=True)"
+    nb.cells = [nbformat.v4.new_code_cell(setup), nbformat.v4.new_code_cell(cell_source)]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     path = tmp_path / "01_naive_recomputation.ipynb"
     nbformat.write(nb, path)
