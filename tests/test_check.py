@@ -466,3 +466,28 @@ def test_offline_setup_installs_the_tools_from_the_stick_only(tmp_path, monkeypa
     assert system.install_commands(tools, debs_root=tmp_path) == [["sh", str(tmp_path / release / "install.sh")]]
     monkeypatch.setenv("CACHELAB_OFFLINE", "0")
     assert all("apt-get" in " ".join(c) for c in system.install_commands(tools, debs_root=tmp_path))
+
+
+def test_setup_installs_chromium_for_the_tests_in_a_command_of_its_own_and_never_fails_on_it(monkeypatch):
+    """The browser tests run on a new machine instead of skipping; a system without the package still sets up."""
+    from cachelab.kit import system
+
+    monkeypatch.setattr(system, "missing", lambda tools=system.TOOLS: list(tools) if tools is system.TEST_TOOLS else [])
+    monkeypatch.setattr(system.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(system.shutil, "which", lambda cmd: "/usr/bin/apt-get" if cmd == "apt-get" else None)
+    monkeypatch.delenv("CACHELAB_OFFLINE", raising=False)
+    monkeypatch.delenv("CACHELAB_NO_INSTALL", raising=False)
+    ran, said = [], []
+
+    def run(command, timeout):
+        ran.append(command)
+        return subprocess.CompletedProcess(command, 100 if "install" in command else 0)  # no such package
+
+    still = system.ensure_test_tools(run=run, say=said.append)
+    assert ran[-1][-1] == "chromium" and "apt-get" in ran[-1], ran
+    assert [t.command for t in still] == ["chromium"]
+    assert any("skipped" in line for line in said), said
+    ran.clear()
+    monkeypatch.setenv("CACHELAB_OFFLINE", "1")
+    system.ensure_test_tools(run=run, say=said.append)
+    assert not ran, "offline, nothing is downloaded for the tests"

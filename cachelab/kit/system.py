@@ -50,6 +50,14 @@ TOOLS = (
 )
 
 
+TEST_TOOLS = (
+    Tool("chromium", "chromium", "chromium", "", "the browser tests of `make test` (the site, and notebook 09's "
+         "sliders in JupyterLab); without it they are skipped"),
+)
+"""Tools only the test suite uses: installed like the others where possible, in a command of their own, so
+that a system whose package manager lacks them (Ubuntu ships Chromium as a snap) still gets the servers."""
+
+
 class SetupFailed(RuntimeError):
     """The machine cannot be set up: the message says what is missing and how to get it."""
 
@@ -100,7 +108,7 @@ def install_commands(tools: list[Tool], *, from_stick: bool | None = None,
             return None
         return [[*prefix, "sh", str(folder / "install.sh")]]
     if sys.platform == "darwin":
-        if shutil.which("brew") and not root:
+        if shutil.which("brew") and not root and all(t.brew for t in tools):
             return [["brew", "install", *sorted({t.brew for t in tools})]]
         return None
     prefix = [] if root else ["sudo", "-n"] if _no_password_sudo() else None
@@ -185,6 +193,30 @@ def ensure(*, allow_install: bool | None = None, run=subprocess.run, say=print) 
     return absent
 
 
+def ensure_test_tools(*, allow_install: bool | None = None, run=subprocess.run, say=print) -> list[Tool]:
+    """Install the missing :data:`TEST_TOOLS` where possible (never offline); return those still missing.
+
+    Never fails: a test tool that cannot be had only makes its tests skip, and says so.
+    """
+    if allow_install is None:
+        allow_install = os.environ.get("CACHELAB_NO_INSTALL", "") in ("", "0")
+    absent = missing(TEST_TOOLS)
+    commands = install_commands(absent, from_stick=False) if absent and allow_install and not offline() else None
+    if commands:
+        say(f"cachelab setup: installing {', '.join(t.command for t in absent)} (for the tests)")
+        for command in commands:
+            say("  $ " + " ".join(command))
+            try:
+                if run(command, timeout=900).returncode != 0:
+                    break
+            except (OSError, subprocess.TimeoutExpired):
+                break
+        absent = missing(TEST_TOOLS)
+    for tool in absent:
+        say(f"cachelab setup: {tool.command} not installed: {tool.needed_for}.")
+    return absent
+
+
 def main(args=None) -> int:
     """``python -m cachelab setup-system``: the system half of ``make setup``."""
     try:
@@ -194,6 +226,8 @@ def main(args=None) -> int:
         return 2
     if not still:
         print("System tools: " + ", ".join(t.command for t in TOOLS) + " found.")
+    if not ensure_test_tools():
+        print("Test tools: " + ", ".join(t.command for t in TEST_TOOLS) + " found.")
     return 0
 
 
