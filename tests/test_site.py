@@ -41,8 +41,12 @@ window.addEventListener("load", function () {
                      .map(function (i) { return (i.getAttribute("src") || "").slice(0, 80); });
   var out = document.createElement("pre");
   out.id = "cachelab-probe";
+  var deeper = document.querySelectorAll("details.cachelab-deeper");
   out.textContent = JSON.stringify({images: images.length, broken: broken, failed: window.__cachelabFailed,
-                                    navs: document.querySelectorAll("nav").length});
+                                    navs: document.querySelectorAll("nav").length, deeper: deeper.length,
+                                    folded: Array.prototype.map.call(deeper, function (d) {
+                                      return [d.querySelector("summary").textContent,
+                                              d.querySelectorAll(".jp-Cell").length, d.open]; })});
   document.body.appendChild(out);
 });
 </script>"""
@@ -138,6 +142,8 @@ def small_series(tmp_path):
                           "costs, with `measure`.\n- Why a hit is\n  cheap.\n\n**Prerequisites**: none.\n\n"
                           "**Time**: about 5 minutes."),
         new_code_cell("plots.latency_chart(timings)", outputs=[image_output(png_bytes())], execution_count=1),
+        new_markdown_cell("## Going deeper: why the miss varies\n\nDepth a learner may skip."),
+        new_code_cell("x = 1"),
         new_markdown_cell("---\n## Next\n\n![a diagram](diagram.png) Then read [the next one](02_second.ipynb), "
                           "the [notes](notes.md) and the [docs](https://docs.python.org/3/). Math: $x^2$."),
     ])
@@ -199,9 +205,10 @@ def test_the_ladder_comes_from_the_notebook_outputs_when_no_figure_file_exists(t
 def test_the_small_site_renders_in_chromium_with_every_image(small_series, tmp_path):
     index, _ = small_series
     seen = render(index, tmp_path)
-    assert seen == {"images": 1, "broken": [], "failed": [], "navs": 0}, seen
+    assert seen == {"images": 1, "broken": [], "failed": [], "navs": 0, "deeper": 0, "folded": []}, seen
     page = render(index.parent / "01_first.html", tmp_path)
     assert page["images"] == 2 and page["broken"] == [] and page["failed"] == [], page
+    assert page["folded"] == [["Going deeper: why the miss varies", 2, False]], "the section, folded, to its end"
     assert page["navs"] == 2, "navigation at the top and at the bottom"
     assert sorted(p.name for p in (tmp_path / "screenshots").iterdir()) == ["01_first.png", "index.png"]
 
@@ -238,3 +245,25 @@ def test_the_series_index_and_first_notebook_render_in_chromium(series_site):
     assert first["images"] >= 1 and first["broken"] == [] and first["failed"] == [], first
     assert first["navs"] == 2
     print(f"screenshots in {series_site / 'screenshots'}")
+
+
+def test_words_are_counted_per_section_on_the_core_path_and_in_going_deeper():
+    from cachelab.kit import words
+
+    nb = new_notebook(cells=[
+        new_markdown_cell("# Title\n\nOne two three."),
+        new_markdown_cell("---\n## 1. The core\n\nFour five six seven, [a link](https://example.org)."),
+        new_code_cell("x = 1"),
+        new_markdown_cell("*Speaker notes (the talk).* Not read by a learner."),
+        new_markdown_cell("## Going deeper: the details\n\nEight nine."),
+        new_code_cell("y = 2"),
+        new_markdown_cell("---\n## 2. Back on the path\n\nTen."),
+    ])
+    secs = words.sections(nb)
+    assert [(s.title, s.deeper, s.code_cells) for s in secs] == [
+        ("(title and introduction)", False, 0), ("1. The core", False, 1),
+        ("Going deeper: the details", True, 1), ("2. Back on the path", False, 0)]
+    assert words.totals(nb) == (4 + 9 + 6, 6)  # headings count; the speaker notes and the link address do not
+    assert words.deeper_cells(nb) == [4, 5]
+    marked = site.mark_going_deeper(nb)
+    assert [c.metadata.get("tags") for c in marked.cells[4:7]] == [["cachelab-deeper-head"], ["cachelab-deeper"], None]

@@ -103,6 +103,29 @@ def _link_pages(body: str, hrefs: set[str], source_dir: Path, site_dir: Path) ->
     return _RELATIVE_HREF.sub(repl, body)
 
 
+DEEPER_TAG, DEEPER_HEAD_TAG = "cachelab-deeper", "cachelab-deeper-head"
+
+
+def mark_going_deeper(nb):
+    """A copy of ``nb`` whose Going deeper sections carry cell tags, which the page folds into ``<details>``.
+
+    nbconvert turns a cell's tags into CSS classes (``celltag_<tag>``); a few lines of script at the foot of
+    the page (``page.html.j2``) move each section into a closed ``<details>`` whose summary is its heading.
+    Without script, the sections stay open: nothing is hidden from a reader who cannot unfold it.
+    """
+    import copy
+
+    from .words import deeper_cells, is_deeper_heading
+
+    nb = copy.deepcopy(nb)
+    for i in deeper_cells(nb):
+        cell = nb.cells[i]
+        tags = list(cell.metadata.get("tags", []))
+        tags.append(DEEPER_HEAD_TAG if is_deeper_heading(cell) else DEEPER_TAG)
+        cell.metadata["tags"] = tags
+    return nb
+
+
 def _exporter():
     import jinja2
     from nbconvert import HTMLExporter
@@ -157,7 +180,7 @@ def write_site(executed: Sequence[Path], outcomes: Sequence, site_dir: Path, fig
     for i, (path, nb) in enumerate(zip(executed, notebooks, strict=True)):
         resources = {"metadata": {"name": pages[i].label, "path": str(Path(path).parent)},
                      "cachelab": {"pages": pages, "index": i, "banner": banner_text}}
-        body, _ = exporter.from_notebook_node(nb, resources=resources)
+        body, _ = exporter.from_notebook_node(mark_going_deeper(nb), resources=resources)
         body = _link_pages(body, {p.href for p in pages}, Path(path).parent, site_dir)
         (site_dir / pages[i].href).write_text(body, encoding="utf-8")
     figure = _copy_figure("ladder", figures_dir, notebooks, site_dir)
