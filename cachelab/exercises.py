@@ -18,9 +18,10 @@ misconception behind it gets wrong), then hints in tiers, one more with each wro
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 RIGHT = "\u2705"
 NOT_YET = "\u274c"
@@ -59,6 +60,35 @@ class Hints:
 
     def __str__(self) -> str:  # a Hints given as a check's hint shows its next tier
         return self.next()
+
+
+@contextlib.contextmanager
+def checking(what: str = "your code") -> Iterator[None]:
+    """Around a check cell's body: whatever the participant's code raises becomes one "Not yet" line.
+
+    A placeholder that still raises ``NotImplementedError``, a ``...`` left in place, a name not defined yet,
+    or any exception of the participant's own code: the check answers in one line that says what to do,
+    never with a traceback. A :class:`NotYet` from the checks themselves passes through unchanged::
+
+        with checking():
+            check_equal(square(3), 9)
+    """
+    try:
+        yield
+    except NotYet:
+        raise
+    except NotImplementedError:
+        raise NotYet("Not yet: write your code in the cell above: it still raises NotImplementedError "
+                     "(the placeholder). Replace that line with your own code, run the cell, then this one.") from None
+    except NameError as exc:
+        raise NotYet(f"Not yet: {exc}. Run the cells above this one (and your own cell) first.") from None
+    except TypeError as exc:
+        if "ellipsis" in str(exc):
+            raise NotYet("Not yet: a `...` is still in the cell above: replace it with your answer, run that "
+                         "cell, then this one.") from None
+        raise NotYet(f"Not yet: {what} raised TypeError: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - the participant's code: any error is an answer to correct
+        raise NotYet(f"Not yet: {what} raised {type(exc).__name__}: {exc}") from None
 
 
 def _is_bool(value) -> bool:

@@ -8,6 +8,7 @@ placeholder and passes on the solution, run in a real kernel.
 from __future__ import annotations
 
 import ast
+import re
 
 import nbformat
 import numpy as np
@@ -83,7 +84,7 @@ def tiny_notebook(check_source="check_equal(square(3), 9)\ncheck_equal(answer, 4
                                 "language_info": {"name": "python", "version": "3.11.7"}})
     nb.cells = [
         new_markdown_cell("# Square a number"),
-        new_code_cell("from cachelab.exercises import check, check_equal\nbase = 10"),
+        new_code_cell("from cachelab.exercises import check, check_equal, checking\nbase = 10"),
         new_markdown_cell("## Exercises\n\n**1.** Write `square(x)` and compute `answer`, the square of 7."),
         tagged(new_code_cell(solution), eb.SOLUTION_TAG),
         *(eb.wrong_cell(source) for source in wrong),
@@ -212,9 +213,11 @@ def test_executing_a_notebook_in_place_does_not_change_its_copy(tmp_path):
 # --------------------------------------------------------------------------- verification in a real kernel
 
 def test_verify_passes_good_checks_and_flags_bad_ones(tmp_path):
-    good = eb.verify_exercises(write(tiny_notebook(), tmp_path / "01_good.ipynb"), results_dir=tmp_path)
+    checked = "with checking():\n    check_equal(square(3), 9)\n    check_equal(answer, 49)"
+    good = eb.verify_exercises(write(tiny_notebook(check_source=checked), tmp_path / "01_good.ipynb"),
+                               results_dir=tmp_path)
     assert [r.ok for r in good] == [True, True], [r.describe() for r in good]
-    assert "NotImplementedError" in good[0].placeholder_error
+    assert "NotYet" in good[0].placeholder_error and "NotImplementedError" in good[0].placeholder_error
     assert "NotYet" in good[1].placeholder_error and "add every number" in good[1].placeholder_error
     assert good[0].names == ["square", "answer"]
 
@@ -225,6 +228,9 @@ def test_verify_passes_good_checks_and_flags_bad_ones(tmp_path):
     wrong = eb.verify_exercises(write(tiny_notebook(check_source="check_equal(answer, 50)"),
                                       tmp_path / "03_wrong.ipynb"), results_dir=tmp_path)
     assert not wrong[0].ok and "fails on the solution" in wrong[0].describe()
+
+    traceback = eb.verify_exercises(write(tiny_notebook(), tmp_path / "04_traceback.ipynb"), results_dir=tmp_path)
+    assert not traceback[0].ok and "traceback on the placeholder" in traceback[0].describe(), "unwrapped: a traceback"
 
 
 def test_verify_reports_a_broken_notebook(tmp_path):
@@ -503,3 +509,20 @@ def test_committed_check_cells_passed_in_the_reference_run(path):
         assert not any(o.output_type == "error" for o in outputs), f"{path.name}: check cell {index} failed"
         text = "".join(o.get("text", "") for o in outputs)
         assert "\u2705" in text, f"{path.name}: check cell {index} printed no success line: re-run `make refresh`"
+
+
+def test_checking_turns_what_the_participants_code_raises_into_one_not_yet_line():
+    from cachelab.exercises import NotYet, check_equal, checking
+
+    def placeholder(x):
+        raise NotImplementedError("Your code here")
+
+    cases = [(lambda: check_equal(placeholder(3), 9), "still raises NotImplementedError"),
+             (lambda: check_equal(...(3), 9), "a `...` is still in the cell above"),
+             (lambda: check_equal(undefined_name, 9), "Run the cells above"),  # noqa: F821
+             (lambda: check_equal(1 / 0, 9), "ZeroDivisionError"),
+             (lambda: check_equal(3, 9), "expected 9, got 3")]
+    for body, message in cases:
+        with pytest.raises(NotYet, match=re.escape(message)) as caught, checking():
+            body()
+        assert caught.value.__cause__ is None and caught.value._render_traceback_()[0].startswith("\u274c Not yet")

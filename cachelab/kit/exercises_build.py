@@ -305,8 +305,10 @@ class CheckResult:
 
     @property
     def ok(self) -> bool:
-        return (not self.solution_error and bool(self.placeholder_error) and not self.placeholder_broken
-                and bool(self.wrong) and all(w.ok for w in self.wrong))
+        """Passes on the solution; on the placeholder and every known-wrong answer, a one-line Not yet, never a
+        traceback (a participant who runs the check before writing anything must not meet one)."""
+        return (not self.solution_error and self.placeholder_error.startswith(f"{NOT_YET_NAME}:")
+                and not self.placeholder_broken and bool(self.wrong) and all(w.ok for w in self.wrong))
 
     def describe(self) -> str:
         where = f"{self.notebook} cell {self.cell} ({', '.join(self.names) or 'no names'})"
@@ -320,6 +322,9 @@ class CheckResult:
             problems.append(f"the placeholder cell itself fails: {self.placeholder_broken}")
         elif not self.placeholder_error:
             problems.append("passes on the placeholder (it must fail until the participant writes code)")
+        elif not self.placeholder_error.startswith(f"{NOT_YET_NAME}:"):
+            problems.append(f"shows a traceback on the placeholder ({self.placeholder_error}) instead of a one-line "
+                            "Not yet (wrap the check in `with cachelab.exercises.checking():`)")
         if not self.wrong:
             problems.append(f"no known-wrong answer to try (add a raw cell tagged {WRONG_TAG!r} after the solution: "
                             "a plausible mistake the check must reject)")
