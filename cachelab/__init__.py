@@ -19,7 +19,7 @@ The helpers of each step of the ladder: :mod:`~cachelab.memo` (01, 02), :mod:`~c
 :mod:`~cachelab.sharding` and :mod:`~cachelab.workers` (05), :mod:`~cachelab.cache_aside`,
 :mod:`~cachelab.near_cache` and :mod:`~cachelab.stampede` (06), :mod:`~cachelab.webapp` (07: the flight
 service as a Flask app), :mod:`~cachelab.tracking` and :mod:`~cachelab.scale_out` (08: client-side caching,
-a Redis Cluster under failover and resharding), :mod:`~cachelab.ladder` and :mod:`~cachelab.guide` (09).
+a Redis Cluster under failover and resharding), :mod:`~cachelab.ladder` and :mod:`~cachelab.guide` (10).
 
 The machinery a reader never needs lives in subpackages: :mod:`cachelab.servers` (real Redis and memcached,
 found or started, with safe clients, gunicorn serving the web app, a Redis Cluster), :mod:`cachelab.load` (the load

@@ -1,4 +1,4 @@
-"""Which cache should I use? A cost model fed with this run's own measurements (notebook 09).
+"""Which cache should I use? A cost model fed with this run's own measurements (notebook 10).
 
 The reader describes their situation (:class:`Situation`: worker processes, machines, request rate, key
 space and popularity, memory budget, how stale an answer may be, value size, must the cache survive a
@@ -16,7 +16,7 @@ puts every :data:`CANDIDATES` through the situation:
   between two restarts is millions of requests, too many to replay for every slider move, so the hit
   ratio comes from Che's approximation of an LRU (Che, Tung and Wang, 2002; Fricker, Robert and Roberts,
   2012) with the TTL and the warm-up added; :func:`replay` replays a stream request by request, and the
-  tests and notebook 09 check the model against it;
+  tests and notebook 10 check the model against it;
 * **expected latency** per request, ``h * hit + (1 - h) * (query + miss overhead)``, both measured
   (a two-tier cache: the local tier first, the shared one for what the local tier misses);
 * **backend load**: queries per second that still reach the database;
@@ -480,7 +480,7 @@ def measured_in(loaded: Mapping, *, entry_bytes: Mapping[str, float] | None = No
     round trips for a network cache (the GET that missed and the SET; 05 and 06 time a bare round trip
     together with the hit) and the measured miss minus the query for joblib. The staleness bound of an
     invalidated cache is the 99th percentile of its measured invalidation latency. ``entry_bytes``,
-    ``local_entry_bytes``, ``extra_hits`` and ``extra_overheads`` come from the notebook that calls this (09
+    ``local_entry_bytes``, ``extra_hits`` and ``extra_overheads`` come from the notebook that calls this (10
     measures diskcache and the bytes one answer takes in each layer).
     """
     from .ladder import entries

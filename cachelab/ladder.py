@@ -198,7 +198,7 @@ def expected_costs(rungs: Sequence[Rung], ratios: Mapping[str, float]) -> dict[s
 
 
 def ladder_figure(rungs: Sequence[Rung], ratios: Mapping[str, float] | None = None, *,
-                  save_as: str | None = "09_ladder", title: str = "The ladder: the cost of one answer at every step"):
+                  save_as: str | None = "10_ladder", title: str = "The ladder: the cost of one answer at every step"):
     """Two panels. Left: every rung, hit and miss, a dot at the median with its p10-p90 whisker on a log axis.
     Right: the expected cost of one request at each step at its measured hit ratio (:func:`expected_costs`),
     next to recomputing. Saved as ``figures/<save_as>.png`` (keep "ladder" in the name: the site's index page

@@ -1,4 +1,4 @@
-"""Notebook 09 in a real JupyterLab, driven by a real browser: run it, move a slider, see the ranking change.
+"""Notebook 10 in a real JupyterLab, driven by a real browser: run it, move a slider, see the ranking change.
 
 JupyterLab is served on 127.0.0.1 with a token; Playwright drives Debian's Chromium (``/usr/bin/chromium``,
 installed by ``.ci/run``), so no browser is downloaded. The notebook runs in quick mode against the servers
@@ -27,7 +27,7 @@ from cachelab.servers import free_port
 pytestmark = [pytest.mark.browser, pytest.mark.servers]
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-NOTEBOOK = "09_choosing_a_cache.ipynb"
+NOTEBOOK = "10_choosing_a_cache.ipynb"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
          "--disable-sync", "--no-first-run", "--disable-quic"]
 
@@ -59,7 +59,7 @@ class Lab:
 
 @pytest.fixture
 def lab_server(tmp_path, servers):
-    """JupyterLab on a free loopback port, serving a copy of notebook 09; stopped afterwards, whatever happens."""
+    """JupyterLab on a free loopback port, serving a copy of notebook 10; stopped afterwards, whatever happens."""
     pytest.importorskip("playwright.sync_api")
     if CHROMIUM is None:
         pytest.skip("Debian's chromium is not installed (sudo apt-get install chromium; .ci/run does it)")
@@ -153,7 +153,7 @@ def drive(playwright, lab: Lab, shots) -> tuple[str, str]:
                 page.wait_for_timeout(500)
                 run_all()
             if time.monotonic() > deadline:
-                page.screenshot(path=str(shots / "09_failed.png"), full_page=True)
+                page.screenshot(path=str(shots / "10_failed.png"), full_page=True)
                 errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
                 raise AssertionError("the ranking never showed; stderr of the notebook:\n"
                                      + "\n".join(errors.all_inner_texts())[-3000:])
@@ -173,7 +173,7 @@ def drive(playwright, lab: Lab, shots) -> tuple[str, str]:
         deadline = time.monotonic() + 30
         while "query's own duration" not in (after := ranking_text(page)) and time.monotonic() < deadline:
             page.wait_for_timeout(200)
-        page.screenshot(path=str(shots / "09_slider_moved.png"), full_page=False)
+        page.screenshot(path=str(shots / "10_slider_moved.png"), full_page=False)
         return before, after
     finally:
         browser.close()

@@ -1,4 +1,4 @@
-"""The ladder of notebook 09, read from synthetic results saved the way notebooks 01-08 save theirs."""
+"""The ladder of notebook 10, read from synthetic results saved the way notebooks 01-08 save theirs."""
 
 import pytest
 
@@ -38,7 +38,7 @@ def save_series(skip=(), drop_notebook=None, ratios=None):
                 r.put(f"hit_ratio:{step}", value)
         r.save()
     if drop_notebook != "07_web_service_under_load":
-        results.Results("07_web_service_under_load").save()  # 09 combines 07's results too
+        results.Results("07_web_service_under_load").save()  # 10 combines 07's results too
 
 
 def test_collect_reads_every_rung_in_order_by_metadata():
@@ -91,7 +91,7 @@ def test_figure_is_saved_with_ladder_in_its_name(tmp_path):
     save_series()
     fig = ladder.ladder_figure(ladder.collect(), ladder.hit_ratios())
     assert len(fig.axes) == 2
-    path = tmp_path / "figures" / "09_ladder.png"
+    path = tmp_path / "figures" / "10_ladder.png"
     assert path.read_bytes()[:4] == b"\x89PNG"
 
 

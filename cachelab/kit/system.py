@@ -41,17 +41,17 @@ class Tool:
 
 
 TOOLS = (
-    Tool("redis-server", "redis-server", "redis", "redis", "Redis (notebooks 05-09 and the tests)", server=True),
+    Tool("redis-server", "redis-server", "redis", "redis", "Redis (notebooks 05-10 and the tests)", server=True),
     Tool("redis-cli", "redis-tools", "redis", "redis", "the Redis Cluster of notebook 08, and make bench"),
     Tool("redis-benchmark", "redis-tools", "redis", "redis", "make bench (the redis-benchmark floor)"),
-    Tool("memcached", "memcached", "memcached", "memcached", "memcached (notebooks 05-09 and the tests)",
+    Tool("memcached", "memcached", "memcached", "memcached", "memcached (notebooks 05-10 and the tests)",
          server=True),
     Tool("wrk", "wrk", "wrk", "wrk", "the load generator of notebook 07"),
 )
 
 
 TEST_TOOLS = (
-    Tool("chromium", "chromium", "chromium", "", "the browser tests of `make test` (the site, and notebook 09's "
+    Tool("chromium", "chromium", "chromium", "", "the browser tests of `make test` (the site, and notebook 10's "
          "sliders in JupyterLab); without it they are skipped"),
 )
 """Tools only the test suite uses: installed like the others where possible, in a command of their own, so
