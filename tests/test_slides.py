@@ -16,7 +16,7 @@ from cachelab import paths
 from cachelab.kit import notebooks
 
 SLIDE_TYPES = {"slide", "subslide", "fragment", "-", "skip", "notes"}
-TALK = ("01", "02", "06", "09")  # the 30-minute talk: instructors/README.md
+TALK = ("01", "02", "06", "10")  # the 30-minute talk: instructors/README.md
 NOTEBOOKS = notebooks.list_notebooks()
 GUIDE = paths.project_root() / "instructors" / "README.md"
 
