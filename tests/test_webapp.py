@@ -219,3 +219,4 @@ def test_staleness_judges_each_read_against_the_writes_committed_before_it():
     found = freshness.staleness({route: 10}, writes, checks)
     assert (found.checks, found.stale, found.writes) == (5, 2, 2)
     assert [round(a, 6) for a in found.ages] == [0.5, 2.0] and math.isclose(found.fraction, 0.4)
+    assert found.by_route == {"r": [5, 2]} and found.to_dict()["by_route"] == {"r": [5, 2]}

@@ -200,13 +200,24 @@ def _cold_start(bench: Bench, server: Gunicorn, stream: str, max_seconds: int) -
             "chunks": chunks}
 
 
-def measure_mode(bench: Bench, mode: str, ks: Sequence[int], *, pairs: int | dict = 0,
+def median_run(runs: Sequence[dict], key: str = "requests_per_second") -> dict:
+    """The run whose ``key`` is the median of ``runs`` (the lower middle one of an even count), with every run
+    under ``"repeats"``: a summary whose fields all come from one run."""
+    if not runs:
+        raise ValueError("no runs to summarise")
+    ordered = sorted(runs, key=lambda r: r[key])
+    return {**ordered[(len(ordered) - 1) // 2], "repeats": list(runs)}
+
+
+def measure_mode(bench: Bench, mode: str, ks: Sequence[int], *, pairs: int | dict = 0, repeats: int | dict = 1,
                  open_loop: Callable[[dict], Sequence[float]] | None = None, open_loop_k: int | None = None,
                  open_loop_seconds: float = 2, open_loop_interval: float = 0.5, hot_stream: str = "hot",
                  cold: bool = True, cold_max_seconds: int | None = None, run: str | None = None) -> dict:
     """Run ``mode`` through the protocol of the module docstring; returns plain data.
 
-    ``cold=False`` skips the cold start (a mode without a cache has none). ``pairs``: how many (floor,
+    ``cold=False`` skips the cold start (a mode without a cache has none). ``repeats``: how many steady runs,
+    one after the other, at each worker count (or ``{workers: repeats}``); ``steady[k]`` is then the median one
+    (:func:`median_run`), with every repeat under ``"repeats"``. ``pairs``: how many (floor,
     hit path) pairs of wrk runs to take in turn at each worker count (or ``{workers: pairs}``), on the
     streams ``"floor"`` and ``"hit"`` (the hit path's keys must already be in the cache).
     ``open_loop(steady)`` returns the rates that paced locust users offer at ``open_loop_k`` workers, given
@@ -229,7 +240,8 @@ def measure_mode(bench: Bench, mode: str, ks: Sequence[int], *, pairs: int | dic
         out["memory"] = server.memory()  # the most workers, warm
         for k in ks:
             server.scale(k)
-            steady = _wrk(bench, server, hot_stream, background=writes)
+            n_repeats = repeats.get(k, 1) if isinstance(repeats, dict) else repeats
+            steady = median_run([_wrk(bench, server, hot_stream, background=writes) for _ in range(max(1, n_repeats))])
             out["steady"][k] = steady
             n_pairs = pairs.get(k, 0) if isinstance(pairs, dict) else pairs
             if n_pairs:  # the floor and the hit path, sampled in turn (cachelab.timing.take_in_turn)

@@ -20,7 +20,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .wrk import route_path
 
@@ -101,12 +101,14 @@ class Checker(_Paced):
 
 @dataclass(frozen=True)
 class Staleness:
-    """What the checker saw: reads, stale reads, and the ages (s) of the stale ones."""
+    """What the checker saw: reads, stale reads, the ages (s) of the stale ones, and per route its reads and
+    stale reads."""
 
     checks: int
     stale: int
     ages: tuple[float, ...]
     writes: int
+    by_route: dict = field(default_factory=dict, compare=False)  # route name: [checks, stale]
 
     @property
     def fraction(self) -> float:
@@ -118,7 +120,8 @@ class Staleness:
 
     def to_dict(self) -> dict:
         return {"checks": self.checks, "stale": self.stale, "fraction": self.fraction, "writes": self.writes,
-                "max_age_s": self.max_age, "ages_s": list(self.ages)}
+                "max_age_s": self.max_age, "ages_s": list(self.ages),
+                "by_route": {name: list(counts) for name, counts in self.by_route.items()}}
 
 
 def staleness(base: Mapping, writes: Sequence, checks: Sequence) -> Staleness:
@@ -130,12 +133,20 @@ def staleness(base: Mapping, writes: Sequence, checks: Sequence) -> Staleness:
     committed: dict = {}
     for route, _sent, done in sorted(writes, key=lambda w: w[2]):
         committed.setdefault(route, []).append(done)
-    stale, ages = 0, []
+    stale, ages, by_route = 0, [], {}
     for route, sent, flights in checks:
         times = committed.get(route, [])
         seen_by_then = bisect.bisect_right(times, sent)  # writes committed before the read was sent
         reflected = flights - base[route]
+        counts = by_route.setdefault(_name(route), [0, 0])
+        counts[0] += 1
         if reflected < seen_by_then:
             stale += 1
+            counts[1] += 1
             ages.append(sent - times[max(0, reflected)])
-    return Staleness(len(checks), stale, tuple(ages), len(writes))
+    return Staleness(len(checks), stale, tuple(ages), len(writes), by_route)
+
+
+def _name(route) -> str:
+    """A route's cache key (``Route.key()``), or the route itself as text."""
+    return route.key() if hasattr(route, "key") else str(route)

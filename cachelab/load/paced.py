@@ -35,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -82,7 +82,8 @@ class Stage:
     ``requests`` counts the requests sent during the stage and answered; ``late`` those that left more
     than :data:`LATE_FRACTION` of an interval after they were due; ``latency_ms`` is locust's response
     time (from the send), ``from_due_ms`` the same plus how late the request left (from the schedule);
-    ``generator_cpu`` the share of one CPU that locust used during the stage.
+    ``generator_cpu`` the share of one CPU that locust used during the stage; ``samples_ms`` every request's
+    ``latency`` and ``from_due`` time, for a claim judged from them.
     """
 
     rate: float
@@ -95,6 +96,7 @@ class Stage:
     latency_ms: dict
     from_due_ms: dict
     generator_cpu: float | None
+    samples_ms: dict = field(default_factory=dict, compare=False)  # per request: "latency", "from_due"
 
     @property
     def interval(self) -> float:
@@ -124,7 +126,8 @@ class Stage:
                 "requests": self.requests, "failed": self.failed, "achieved": self.achieved, "late": self.late,
                 "late_share": self.late_share, "behind": self.behind, "generator_cpu": self.generator_cpu,
                 "late_ms": dict(self.late_ms), "latency_ms": dict(self.latency_ms),
-                "from_due_ms": dict(self.from_due_ms)}
+                "from_due_ms": dict(self.from_due_ms),
+                "samples_ms": {name: list(values) for name, values in self.samples_ms.items()}}
 
 
 def plan_stages(rates: Sequence[float], seconds: float, min_interval: float) -> list[dict]:
@@ -153,7 +156,8 @@ def parse_records(data: dict, stages: Sequence[dict]) -> list[Stage]:
         out.append(Stage(stage["rate"], stage["seconds"], stage["users"], len(rows), sum(1 for r in rows if not r[4]),
                          int(np.sum(late_s > LATE_FRACTION * interval)),
                          _percentiles(np.maximum(late_s, 0) * 1000, (50, 99)), _percentiles(latency),
-                         _percentiles(latency + np.maximum(late_s, 0) * 1000), cpu_share))
+                         _percentiles(latency + np.maximum(late_s, 0) * 1000), cpu_share,
+                         {"latency": latency.tolist(), "from_due": (latency + np.maximum(late_s, 0) * 1000).tolist()}))
     return out
 
 
