@@ -28,8 +28,22 @@ Get Redis and memcached in one of three ways, then rerun:
                (cachelab writes only keys starting with 'cachelab:' there and deletes only those)"""
 
 
+NO_SERVER_TRACK = """\
+No servers to be had today? Notebooks 01-04 need none. For 00 and 05-10, follow the no-server track
+(instructors/README.md, "The no-server track"): read their committed outputs in notebooks/ (or `make site`),
+and run the exercises it names with cachelab.start(..., servers=False)."""
+
+
 class ServersUnavailable(RuntimeError):
-    """No usable server: the message says what was tried and how to get one."""
+    """No usable server: the message says what was tried and how to get one.
+
+    In a notebook it shows as its message and the way to go on without servers, not as a traceback
+    (IPython asks the exception for the lines to show): the cell that asked for servers still fails.
+    """
+
+    def _render_traceback_(self) -> list[str]:
+        return ["\u274c cachelab: no Redis or memcached could be found or started.", *str(self).splitlines(), "",
+                *NO_SERVER_TRACK.splitlines()]
 
 
 def redis_password() -> str:
