@@ -127,6 +127,27 @@ def memcached_expire(ttl: float | None, *, now: float | None = None) -> int:
     return math.ceil((time.time() if now is None else now) + ttl)
 
 
+def memcached_ttl_window(ttl: int, seen: float) -> str:
+    """Where an item's observed end of life, ``seen`` seconds after its set, falls against memcached's window.
+
+    memcached keeps time in whole seconds on a clock that one timer moves once a second; an item is gone once
+    that clock reaches its expiry (``exptime <= current_time`` in ``items.c``), so a TTL of ``ttl`` seconds ends
+    at a tick between ``ttl - 1`` and ``ttl`` seconds after the set. A client that looks every few milliseconds
+    sees it a little later (a poll interval, a round trip, a timer that runs late on a busy machine).
+    """
+    if not isinstance(ttl, int) or isinstance(ttl, bool) or not 1 <= ttl <= MEMCACHED_MAX_RELATIVE_TTL:
+        raise ValueError(f"ttl must be a whole number of seconds from 1 to 30 days, not {ttl!r}")
+    if seen < 0:
+        raise ValueError("seen must be a duration, not negative")
+    window = f"memcached's window of {ttl - 1} to {ttl} s"
+    if ttl - 1 <= seen <= ttl:
+        return f"inside {window}"
+    if seen > ttl:
+        return (f"{seen - ttl:.2f} s past {window}: the cell looks every 20 ms, each look is a round trip, and "
+                "memcached's once-a-second clock runs late on a busy machine")
+    return f"{ttl - 1 - seen:.2f} s before {window}: memcached's clock ticked twice in less than a second"
+
+
 class MemcachedStore:
     """A pymemcache client (``HashClient`` or ``Client``, JSON serde, ``key_prefix`` set) as a store.
 

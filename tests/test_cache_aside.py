@@ -179,3 +179,15 @@ def test_failover_writes_get_the_short_ttl(memcached_server):
         assert 0 < ttl <= 2, "...with the failover TTL, not 600 s"
         client.close()
         direct.close()
+
+
+def test_memcached_ttl_window_places_what_was_seen():
+    from cachelab.cache_aside import memcached_ttl_window
+
+    assert memcached_ttl_window(3, 2.4).startswith("inside memcached's window of 2 to 3 s")
+    assert memcached_ttl_window(3, 3.12).startswith("0.12 s past memcached's window of 2 to 3 s")
+    assert memcached_ttl_window(1, 0.0) == "inside memcached's window of 0 to 1 s"
+    assert "before" in memcached_ttl_window(3, 1.5)
+    for bad in (0, 2.5, True, 31 * 86400):
+        with pytest.raises(ValueError):
+            memcached_ttl_window(bad, 1.0)
