@@ -23,9 +23,11 @@ same query on a quiet machine):
   itself included, gets the stale value at once. Past the hard TTL (Redis's ``PX``) the key is gone and
   readers fall back to the lock.
 * :class:`MemcachedLease`: the same two ideas built into memcached 1.6's meta commands, spoken by
-  :class:`MetaClient` on a raw socket. ``mg <key> v N<ttl>`` on a miss creates an empty placeholder and
+  :class:`MetaClient` on a raw socket. ``mg <key> v c N<ttl>`` on a miss creates an empty placeholder and
   hands a *win* flag (``W``) to exactly one client, which recomputes; the others see ``Z`` (someone else
   won) and wait. An item marked stale (``md <key> I``) is served with ``X``, and again one client wins.
+  The winner stores with the placeholder's CAS (``ms <key> <size> T<ttl> C<cas>``), so a value computed
+  before a write that deleted or invalidated the key meanwhile is refused: a lease against stale sets.
 
 :func:`hammer` runs N threads against one key for a while and returns every request's latency, from the
 :func:`cachelab.timing.time_calls` harness; notebook 06 runs the strategies in real worker processes
@@ -470,14 +472,18 @@ class MetaClient:
 class MemcachedLease(_Strategy):
     """Stampede protection and stale-while-revalidate done by memcached itself, with its meta commands.
 
-    ``get`` sends ``mg <key> v N<lease_ttl>`` (``mg <key> v`` with ``lease=False``: plain cache-aside,
+    ``get`` sends ``mg <key> v c N<lease_ttl>`` (``mg <key> v`` with ``lease=False``: plain cache-aside,
     for comparison):
 
     * a hit returns the value;
     * a miss creates an empty placeholder that lives ``lease_ttl`` seconds and returns ``W`` to exactly one
-      client, which recomputes and stores (``ms <key> <size> T<ttl>``); the others get the placeholder with
-      ``Z`` and poll until the value is there (if the winner dies, the placeholder expires and the next
-      reader wins);
+      client, which recomputes and stores with the placeholder's CAS (``ms <key> <size> T<ttl> C<cas>``);
+      the others get the placeholder with ``Z`` and poll until the value is there (if the winner dies, the
+      placeholder expires and the next reader wins);
+    * a write that deletes the key (``md``) or marks it stale while the winner computes changes what the
+      winner's CAS names: memcached answers its set ``NF`` or ``EX`` and stores nothing, so a value read
+      before the write never lands after it (Nishtala et al., NSDI 2013, section 3.2.1: leases against
+      stale sets). The winner still returns its value to its caller; :attr:`refused_sets` counts them;
     * an item marked stale by :meth:`mark_stale` (``md <key> I T<stale_ttl>``) comes back with ``X``, and
       again ``W`` to one client only: that one recomputes (in a background thread when ``background``),
       every other reader is served the stale value at once, marked ``Z``.
@@ -495,6 +501,7 @@ class MemcachedLease(_Strategy):
             raise ValueError("memcached TTLs are whole seconds: ttl, lease_ttl and stale_ttl at least 1")
         self.lease_ttl, self.stale_ttl, self.poll, self.wait_timeout = lease_ttl, stale_ttl, poll, wait_timeout
         self.background, self.lease = background, lease
+        self.refused_sets = 0  # sets refused because the key was deleted or invalidated since the lease
         self._threads: list[threading.Thread] = []
 
     def get(self, key: str):
@@ -502,7 +509,8 @@ class MemcachedLease(_Strategy):
         deadline = time.monotonic() + self.wait_timeout
         waited = False
         while True:
-            reply = self.client.get(full, f"v N{self.lease_ttl}" if self.lease else "v")
+            reply = self.client.get(full, f"v c N{self.lease_ttl}" if self.lease else "v")
+            cas = reply.flags.get("c") or None  # the lease: the placeholder's (or the stale item's) CAS
             has_value = bool(reply.value)  # the placeholder of a miss has 0 bytes
             if reply.code == "EN":  # a miss, without a lease (lease=False): everyone computes
                 self._count("misses")
@@ -513,16 +521,16 @@ class MemcachedLease(_Strategy):
                 if not has_value:  # a miss, and the lease is ours
                     self._count("misses")
                     value = self._recompute(key)
-                    self._set(full, value)
+                    self._set(full, value, cas=cas)
                     return value
                 if self.background:  # stale, and ours to recompute: serve it, refresh behind
                     self._count("stale_hits")
-                    thread = threading.Thread(target=self._refresh, args=(key,), daemon=True)
+                    thread = threading.Thread(target=self._refresh, args=(key, cas), daemon=True)
                     self._threads.append(thread)
                     thread.start()
                     return json.loads(reply.value)
                 value = self._recompute(key)
-                self._set(full, value)
+                self._set(full, value, cas=cas)
                 return value
             if has_value:
                 self._count("stale_hits" if reply.stale else "hits")
@@ -535,20 +543,24 @@ class MemcachedLease(_Strategy):
                 raise LockTimeout(f"no value for {key!r} after waiting {self.wait_timeout}s for the lease holder")
             time.sleep(self.poll)
 
-    def _refresh(self, key: str) -> None:
-        self._set(self.prefix + key, self._recompute(key), own_connection=True)
+    def _refresh(self, key: str, cas: str | None = None) -> None:
+        self._set(self.prefix + key, self._recompute(key), cas=cas, own_connection=True)
 
-    def _set(self, full: str, value, *, own_connection: bool = False) -> None:
+    def _set(self, full: str, value, *, cas: str | None = None, own_connection: bool = False) -> None:
         data = json.dumps(value, separators=(",", ":")).encode()
+        flags = f"C{cas}" if cas else ""  # with the lease's CAS: refused if the key changed since
         if own_connection:  # a background thread must not share the caller's socket
             other = MetaClient(self.client.address, connect_timeout=self.client.connect_timeout,
                                timeout=self.client.timeout)
             try:
-                other.set(full, data, int(self.ttl))
+                reply = other.set(full, data, int(self.ttl), flags)
             finally:
                 other.close()
         else:
-            self.client.set(full, data, int(self.ttl))
+            reply = self.client.set(full, data, int(self.ttl), flags)
+        if reply.code in ("EX", "NF"):
+            with self._lock:
+                self.refused_sets += 1
 
     def put(self, key: str, value, ttl: int | None = None) -> None:
         data = json.dumps(value, separators=(",", ":")).encode()

@@ -93,6 +93,14 @@ def test_no_servers_anywhere_gives_the_three_ways_within_seconds(tmp_path):
         assert fix in proc.stderr
 
 
+def test_in_a_notebook_no_servers_is_one_message_that_names_the_no_server_track():
+    """What IPython shows for the set-up cell of 05-10 on a machine without servers: no traceback."""
+    shown = "\n".join(srv.ServersUnavailable("Tried: REDIS_URL unset, make servers, compose, PATH.")
+                      ._render_traceback_())
+    assert shown.startswith("\u274c cachelab: no Redis or memcached") and "Traceback" not in shown
+    assert "Tried: REDIS_URL unset" in shown and "no-server track" in shown and "servers=False" in shown
+
+
 def test_a_server_that_never_answers_times_out(monkeypatch):
     """A port that accepts connections but never replies: the client gives up at its socket timeout."""
     import redis
@@ -238,3 +246,76 @@ def test_clients_are_usable_from_threads(servers):
         t.join()
     assert not errors
     assert servers.cleanup(prefix)["redis"] == 80
+
+
+def _users_memcached(memcached_server):
+    return srv.Servers(srv.RedisEndpoint("environment", False, url="redis://127.0.0.1:1/0"),
+                       srv.MemcachedEndpoint("environment", False, nodes=[memcached_server.address]))
+
+
+def test_cleanup_on_a_users_memcached_deletes_what_the_project_wrote_and_never_walks_the_node(
+        monkeypatch, tmp_path, memcached_server):
+    """A memcached given by MEMCACHED_SERVERS may be a production node: no lru_crawler metadump on it."""
+    from cachelab.servers import cleanup, written
+
+    _clean_env(monkeypatch, tmp_path)
+
+    def no_walk(*args, **kwargs):
+        raise AssertionError("a user's memcached must never be walked (lru_crawler metadump)")
+
+    monkeypatch.setattr(cleanup, "_metadump", no_walk)
+    monkeypatch.setattr(srv.discovery, "cleanup_memcached", no_walk)
+    servers = _users_memcached(memcached_server)
+    assert "never lists or walks" in servers.memcached.describe()
+    prefix = "cachelab:99_written:"
+    raw = Client(memcached_server.address, connect_timeout=1, timeout=1)
+    raw.set("user:precious", b"keep me", noreply=False)
+    raw.set(prefix + "not-written-by-cachelab", b"left alone", noreply=False)  # under the prefix, not recorded
+    raw.set("cachelab:99_written2:x", b"another prefix", noreply=False)
+    mc = servers.memcached_client(prefix)
+    mc.set_many({f"k{i}": {"i": i} for i in range(40)}, expire=60, noreply=False)
+    mc.add("added", 1, expire=60, noreply=False)
+    node = srv.memcached_node_client(memcached_server.address, prefix + "sub:")
+    node.set("deeper", [1, 2], expire=60, noreply=False)
+    other = srv.memcached_node_client(memcached_server.address, "cachelab:99_written2:")
+    other.set("y", 2, expire=60, noreply=False)
+    assert len(written.written_under(prefix)) == 2  # the prefix's ledger and its sub-prefix's, not the other
+
+    assert servers.cleanup_memcached(prefix) == 42
+    assert mc.get("k0") is None and node.get("deeper") is None
+    assert raw.get("user:precious") == b"keep me" and raw.get(prefix + "not-written-by-cachelab") == b"left alone"
+    assert raw.get("cachelab:99_written2:x") == b"another prefix" and other.get("y") == 2
+    assert written.written_under(prefix) == {} and servers.cleanup_memcached(prefix) == 0  # the ledgers are gone
+    mc.set("k0", {"i": 0}, expire=60, noreply=False)  # written again after the cleanup: written down again
+    assert servers.cleanup_memcached(prefix) == 1 and mc.get("k0") is None
+    for client in (raw, mc, node, other):
+        client.close()
+
+
+def test_cleanup_on_the_projects_own_memcached_walks_it_and_drops_the_ledgers(monkeypatch, tmp_path,
+                                                                              memcached_server):
+    from cachelab.servers import written
+
+    _clean_env(monkeypatch, tmp_path)
+    servers = srv.Servers(srv.RedisEndpoint("private", True, url="redis://127.0.0.1:1/0"),
+                          srv.MemcachedEndpoint("private", True, nodes=[memcached_server.address]))
+    prefix = "cachelab:99_own:"
+    raw = Client(memcached_server.address, connect_timeout=1, timeout=1)
+    raw.set(prefix + "not-written-down", b"found by the walk", noreply=False)
+    mc = servers.memcached_client(prefix)
+    mc.set("k", 1, expire=60, noreply=False)
+    assert servers.cleanup_memcached(prefix) == 2
+    assert raw.get(prefix + "not-written-down") is None and written.written_under(prefix) == {}
+    raw.close()
+    mc.close()
+
+
+def test_delete_keys_skips_what_cannot_be_a_key(memcached_server):
+    from cachelab.servers.cleanup import delete_keys
+
+    raw = Client(memcached_server.address, connect_timeout=1, timeout=1)
+    raw.set("cachelab:99_del:a", b"1", noreply=False)
+    assert delete_keys(memcached_server.address, ["cachelab:99_del:a", "cachelab:99_del:b", "two words", "x" * 251,
+                                                  ""]) == 1
+    assert raw.get("cachelab:99_del:a") is None
+    raw.close()

@@ -338,3 +338,35 @@ def _client(redis_server):
     from redis import Redis
 
     return Redis.from_url(redis_server.url, decode_responses=True, socket_timeout=5, socket_connect_timeout=1)
+
+
+def test_a_lease_refuses_the_set_of_a_value_computed_before_a_write(memcached_server):
+    """A lease against stale sets: the winner stores with the placeholder's CAS, so a write that deletes or
+    invalidates the key while it computes makes memcached refuse the winner's (now stale) value."""
+    writer = MetaClient(memcached_server.address)
+    versions = iter([{"v": "read before the write"}, {"v": "read after the write"}])
+
+    def compute(key):
+        writer.delete(PREFIX + "fence:k")  # the database changes, and the writer deletes the key, meanwhile
+        return next(versions)
+
+    lease = MemcachedLease(MetaClient(memcached_server.address), PREFIX + "fence:", compute, ttl=30)
+    try:
+        assert lease.get("k") == {"v": "read before the write"}  # its caller still gets what it computed
+        assert lease.refused_sets == 1 and lease.client.get(PREFIX + "fence:k").code == "EN", "nothing stored"
+        assert lease.get("k") == {"v": "read after the write"} and lease.refused_sets == 2  # deleted again
+        lease.compute = lambda key: {"v": "no write meanwhile"}
+        assert lease.get("k") == {"v": "no write meanwhile"} and lease.refused_sets == 2
+        assert lease.client.get(PREFIX + "fence:k").value == b'{"v":"no write meanwhile"}'
+
+        def invalidate_meanwhile(key):  # a writer marks the key stale while the winner recomputes
+            writer.delete(PREFIX + "fence:k", "I T30")
+            return {"v": "stale by now"}
+
+        lease.mark_stale("k")
+        lease.compute = invalidate_meanwhile
+        assert lease.get("k") == {"v": "stale by now"} and lease.refused_sets == 3  # EX: the CAS moved on
+        assert lease.client.get(PREFIX + "fence:k").value == b'{"v":"no write meanwhile"}'
+    finally:
+        writer.close()
+        lease.client.close()

@@ -17,7 +17,9 @@ Safety rules, each covered by a test:
 
 * Every client has connect and socket timeouts: nothing hangs on a dead or missing server.
 * Keys carry a prefix (``cachelab:<participant>:<notebook>:``, :mod:`cachelab.keys`); :meth:`Servers.cleanup` deletes
-  that prefix only (``SCAN`` + ``UNLINK`` on Redis, ``lru_crawler metadump`` + ``delete`` on memcached).
+  that prefix only (``SCAN`` + ``UNLINK`` on Redis; on memcached, ``lru_crawler metadump`` + ``delete`` on the
+  project's own servers, and on a server of the user's own only the keys the project wrote down as it stored
+  them, deleted by name, with no walk of the node: :mod:`.written`).
 * The project never calls ``FLUSHALL``/``FLUSHDB``; memcached ``flush_all`` exists only on
   :class:`ManagedServer`, a server this process started itself.
 
@@ -32,7 +34,7 @@ from __future__ import annotations
 from ..keys import prefix_for
 from . import config
 from .addresses import parse_memcached_servers, parse_redis_url, redacted
-from .cleanup import cleanup_memcached, cleanup_redis, memcached_keys
+from .cleanup import cleanup_memcached, cleanup_redis, cleanup_written, memcached_keys
 from .clients import JsonSerde, memcached_client_for, memcached_node_client, redis_client_for
 from .config import (
     COMPOSE_MEMCACHED_PORTS,
@@ -61,7 +63,8 @@ from .probes import free_port, memcached_version, port_in_use, redis_ping
 __all__ = [
     "COMPOSE_MEMCACHED_PORTS", "COMPOSE_REDIS_PORT", "CONNECT_TIMEOUT", "HOW_TO_GET_SERVERS", "MEMCACHED_NODES",
     "SOCKET_TIMEOUT", "Endpoint", "JsonSerde", "ManagedServer", "MemcachedEndpoint", "RedisEndpoint", "Servers",
-    "ServersUnavailable", "cleanup_memcached", "cleanup_redis", "config", "connect", "forget", "free_port",
+    "ServersUnavailable", "cleanup_memcached", "cleanup_redis", "cleanup_written", "config", "connect", "forget",
+    "free_port",
     "memcached_client_for", "memcached_keys", "memcached_node_client", "memcached_version", "parse_memcached_servers",
     "parse_redis_url", "pid_alive", "port_in_use", "prefix_for", "redacted", "redis_client_for", "redis_password",
     "redis_ping", "servers_down", "servers_up", "start_memcached", "start_redis", "state_file",

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from .. import arguments
 from ..keys import check_prefix
 from . import config
+from .written import RecordingSerde
 
 
 def redis_client_for(url: str, *, decode_responses: bool = True, retries: int = 1, **kwargs):
@@ -35,7 +36,9 @@ def redis_client_for(url: str, *, decode_responses: bool = True, retries: int = 
 def memcached_client_for(nodes: Sequence[tuple[str, int]], prefix: str, *, serde=None, **kwargs):
     """A pymemcache ``HashClient`` over ``nodes`` (rendezvous hashing), JSON by default.
 
-    Every key is written under ``prefix`` (pymemcache's ``key_prefix``), so cleanup can find them.
+    Every key is written under ``prefix`` (pymemcache's ``key_prefix``), so cleanup can find them, and is
+    written down on disk as it is stored (:class:`.written.RecordingSerde`), so that a cleanup on a memcached
+    of the user's own deletes those keys by name instead of walking the node.
     A node that dies or stops answering costs misses, not errors (``ignore_exc=True``): a read
     returns ``None`` and a write is dropped, the node is retried once, then left out for
     ``dead_timeout`` seconds while its keys go to the other nodes. A cache is an optimisation; its
@@ -50,7 +53,8 @@ def memcached_client_for(nodes: Sequence[tuple[str, int]], prefix: str, *, serde
     if not nodes:
         raise ValueError("memcached_client_for needs at least one (host, port) node")
     options = dict(connect_timeout=config.CONNECT_TIMEOUT, timeout=config.SOCKET_TIMEOUT,
-                   serde=serde or JsonSerde(), key_prefix=prefix.encode(), retry_attempts=1, retry_timeout=0.5,
+                   serde=RecordingSerde(serde or JsonSerde(), prefix), key_prefix=prefix.encode(),
+                   retry_attempts=1, retry_timeout=0.5,
                    dead_timeout=5, ignore_exc=True, no_delay=True)
     options.update(kwargs)
     return HashClient(nodes, **options)
@@ -62,7 +66,7 @@ def memcached_node_client(node: tuple[str, int], prefix: str, *, serde=None, **k
 
     check_prefix(prefix)
     options = dict(connect_timeout=config.CONNECT_TIMEOUT, timeout=config.SOCKET_TIMEOUT,
-                   serde=serde or JsonSerde(), key_prefix=prefix.encode(), no_delay=True)
+                   serde=RecordingSerde(serde or JsonSerde(), prefix), key_prefix=prefix.encode(), no_delay=True)
     options.update(kwargs)
     return Client(tuple(node), **options)
 

@@ -20,7 +20,7 @@ from .. import arguments, paths
 from ..keys import check_prefix
 from . import config, probes
 from .addresses import parse_memcached_servers, parse_redis_url, redacted
-from .cleanup import cleanup_memcached, cleanup_redis
+from .cleanup import cleanup_memcached, cleanup_redis, cleanup_written
 from .clients import memcached_client_for, memcached_node_client, redis_client_for
 from .config import ServersUnavailable
 from .managed import ManagedServer, is_server_pid, pid_alive, start_memcached, start_redis
@@ -46,9 +46,17 @@ class RedisEndpoint(Endpoint):
 class MemcachedEndpoint(Endpoint):
     nodes: list[tuple[str, int]] = field(default_factory=list)
 
+    @property
+    def projects_own(self) -> bool:
+        """Servers of the project's own (``make servers``, docker compose, private), not the user's."""
+        return self.source != "environment"
+
     def describe(self) -> str:
         nodes = ", ".join(f"{h}:{p}" for h, p in self.nodes)
-        return f"memcached at {nodes} ({self.source})"
+        if self.projects_own:
+            return f"memcached at {nodes} ({self.source})"
+        return (f"memcached at {nodes} ({self.source}: a server of your own. Cleanup deletes, by name, only the "
+                "keys this project wrote down as it stored them; it never lists or walks the node's keys)")
 
 
 class Servers:
@@ -128,7 +136,21 @@ class Servers:
         """Delete every key under ``prefix`` (a ``cachelab:`` prefix) and nothing else. Returns counts."""
         check_prefix(prefix)
         return {"redis": cleanup_redis(self.redis_client(decode_responses=False), prefix),
-                "memcached": sum(cleanup_memcached(node, prefix) for node in self.memcached.nodes)}
+                "memcached": self.cleanup_memcached(prefix)}
+
+    def cleanup_memcached(self, prefix: str) -> int:
+        """memcached's part of :meth:`cleanup`. On the project's own servers, every key under ``prefix`` found
+        by ``lru_crawler metadump``; on a server of the user's own, only the keys the project wrote down
+        (:func:`.cleanup.cleanup_written`), so that a production node's keys are never walked."""
+        from . import written
+
+        check_prefix(prefix)
+        nodes = self.memcached.nodes
+        if not self.memcached.projects_own:
+            return cleanup_written(nodes, prefix)
+        deleted = sum(cleanup_memcached(node, prefix) for node in nodes)
+        written.forget_written(written.written_under(prefix))  # deleted already, with every other key of the prefix
+        return deleted
 
     def stop(self) -> None:
         """Stop the servers this object started (never anyone else's)."""
