@@ -79,6 +79,83 @@ def redirects(cluster) -> dict[str, int]:
     return out
 
 
+def error_replies(cluster, kind: str) -> dict[str, int]:
+    """Error replies of one kind (``'CLUSTERDOWN'``, ``'MOVED'``) each reachable node has sent so far, by
+    ``'host:port'`` (``INFO errorstats``, Redis 6.2+: a reply counts under its first word)."""
+    return {name: int(info.get(f"errorstat_{kind}", {}).get("count", 0))
+            for name, info in cluster.info("errorstats").items()}
+
+
+def near(cluster, samples: int = 21):
+    """The condition of a claim calibrated on loopback, for a cluster: a bare round trip (``PING`` to its
+    first node, the median of ``samples``) under 1 ms, as :meth:`cachelab.Lab.near` asks of a server."""
+    from .claims import Condition
+    from .lab import NEAR_ROUND_TRIP_NS
+    from .timing import format_ns
+
+    samples = arguments.integer("samples", samples, minimum=1)
+    host, port = cluster.primaries()[0]
+    with contextlib.closing(cluster.node_client(host, port)) as c:
+        for _ in range(3):
+            c.ping()
+        times = []
+        for _ in range(samples):
+            t0 = time.perf_counter_ns()
+            c.ping()
+            times.append(time.perf_counter_ns() - t0)
+    rtt = float(np.median(times))
+    return Condition(holds=rtt < NEAR_ROUND_TRIP_NS,
+                     requires=f"a cluster on this machine (a bare round trip under {format_ns(NEAR_ROUND_TRIP_NS)})",
+                     found=f"here a round trip to the cluster (PING) costs {format_ns(rtt)}")
+
+
+def server_cpu_seconds(client) -> float:
+    """User + system CPU seconds one ``redis-server`` has used so far, from its own ``INFO cpu`` (getrusage,
+    to the microsecond; every thread of the process)."""
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def cpu_per_request(cluster, keys: Sequence[str], *, requests: int, repeat: int) -> dict[str, list[float]]:
+    """The CPU one ``GET`` costs the client and the server, in microseconds, ``repeat`` samples of each taken
+    in turn (a pair per sample): ``{'client_us': [...], 'server_us': [...]}``.
+
+    Each sample reads ``keys`` (which must all live on one primary: give them one hash tag) ``requests``
+    times through a :class:`~redis.cluster.RedisCluster` in this thread. The client's CPU is this thread's
+    (``time.thread_time``), the server's the primary's own count (``INFO cpu``, read outside the client's
+    window). Whatever else the server does meanwhile (its cron, the cluster bus) is counted as the server's:
+    the comparison errs on the server's side.
+    """
+    requests = arguments.integer("requests", requests, minimum=1)
+    repeat = arguments.integer("repeat", repeat, minimum=1)
+    keys = list(keys)
+    if not keys:
+        raise ValueError("cpu_per_request needs keys to read")
+    client = cluster.client()
+    owners = {shard_of(client, k) for k in keys}
+    if len(owners) != 1:
+        raise ValueError(f"the keys live on {len(owners)} primaries; give them one hash tag")
+    host, port = next(iter(owners)).rsplit(":", 1)
+    server = cluster.node_client(host, int(port))
+    out: dict[str, list[float]] = {"client_us": [], "server_us": []}
+    try:
+        for key in keys[:20]:
+            client.get(key)  # connection open, slot table loaded
+        for _ in range(repeat):
+            server0 = server_cpu_seconds(server)
+            client0 = time.thread_time()
+            for i in range(requests):
+                client.get(keys[i % len(keys)])
+            client1 = time.thread_time()
+            server1 = server_cpu_seconds(server)
+            out["client_us"].append((client1 - client0) / requests * 1e6)
+            out["server_us"].append((server1 - server0) / requests * 1e6)
+    finally:
+        client.close()
+        server.close()
+    return out
+
+
 def used_memory(cluster) -> int:
     """``used_memory`` summed over the primaries, in bytes."""
     return int(sum(per_node(cluster, "memory", lambda i: i.get("used_memory", 0)).values()))
@@ -96,7 +173,7 @@ class FailoverRun:
     full_coverage: bool
     promoted_s: float  # the replica reported itself primary
     window_s: float  # the first write to the victim's slots that succeeded after the kill
-    reads: np.ndarray  # rows of (time, ok, on_victim)
+    reads: np.ndarray  # rows of (sent, ok, on_victim, latency): when each read was sent, and how long it took
     plain_acked: int
     plain_lost: int
     plain_failed: int
@@ -110,15 +187,28 @@ class FailoverRun:
     restarted_as: str = ""
     rejoined_s: float = 0.0
     lost_examples: list[str] = field(default_factory=list)
+    refused_by_others: dict[str, int] = field(default_factory=dict)  # CLUSTERDOWN replies of the other primaries
 
     @property
     def read_errors(self) -> int:
         return int((self.reads[:, 1] == 0).sum()) if len(self.reads) else 0
 
+    def first_read_after_kill(self, *, on_victim: bool) -> float:
+        """When the first read *sent* after the kill succeeded (s after the kill), on the victim's shard or on
+        the others: a read sent before the kill that returned after it does not count."""
+        rows = self.reads[(self.reads[:, 0] >= 0) & (self.reads[:, 1] == 1) & (self.reads[:, 2] == int(on_victim))]
+        return float((rows[:, 0] + rows[:, 3]).min()) if len(rows) else math.inf  # none: none before any time
+
     def longest_gap(self, *, on_victim: bool) -> float:
-        """The longest time without a successful read, on the victim's shard or on the others (s)."""
-        ok = self.reads[(self.reads[:, 1] == 1) & (self.reads[:, 2] == int(on_victim))][:, 0]
-        return float(np.diff(ok).max()) if len(ok) > 1 else float("nan")
+        """The longest time without a successful read, on the victim's shard or on the others (s): between two
+        answers, or from the kill to the first answer after it."""
+        done = np.sort(np.append(self._answered(on_victim), 0.0))
+        return float(np.diff(done).max()) if len(done) > 1 else float("nan")
+
+    def _answered(self, on_victim: bool) -> np.ndarray:
+        """When each successful read on the victim's shard (or on the others) was answered, s after the kill."""
+        rows = self.reads[(self.reads[:, 1] == 1) & (self.reads[:, 2] == int(on_victim))]
+        return rows[:, 0] + rows[:, 3]
 
     def stalled_fraction(self, *, on_victim: bool, bucket_s: float = 0.1) -> float:
         """The share of ``bucket_s`` intervals from the kill to the promotion in which not one read succeeded,
@@ -126,8 +216,7 @@ class FailoverRun:
         edges = np.arange(0.0, self.promoted_s, bucket_s)
         if len(edges) < 2:
             return float("nan")
-        ok = self.reads[(self.reads[:, 1] == 1) & (self.reads[:, 2] == int(on_victim))][:, 0]
-        counts, _ = np.histogram(ok, bins=edges)
+        counts, _ = np.histogram(self._answered(on_victim), bins=edges)
         return float((counts == 0).mean())
 
     def summary(self) -> dict:
@@ -144,8 +233,14 @@ class FailoverRun:
                 "other_shards_longest_gap_s": round(self.longest_gap(on_victim=False), 3),
                 "other_shards_stalled_fraction": round(self.stalled_fraction(on_victim=False), 3),
                 "victim_longest_gap_s": round(self.longest_gap(on_victim=True), 3),
+                "victim_first_read_s": _finite(round(self.first_read_after_kill(on_victim=True), 3)),
                 "retries_per_call": self.retries_per_call,
+                "other_shards_clusterdown": int(sum(self.refused_by_others.values())),
                 "rejoined_s": round(self.rejoined_s, 3), "restarted_as": self.restarted_as}
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
 
 
 def write_and_wait(client, key: str, value, *, replicas: int = 1, timeout_ms: int = 50) -> int:
@@ -194,7 +289,7 @@ def failover_stream(cluster, prefix: str, *, victim=None, cut_replica: bool = Tr
 
     stop = threading.Event()
     t0 = [0.0]
-    reads: list[tuple[float, int, int]] = []
+    reads: list[tuple[float, int, int, float]] = []
     plain_acked: list[str] = []
     plain_failed: list[str] = []
     plain_times: list[tuple[float, float, int]] = []  # (sent, answered, ok)
@@ -207,12 +302,13 @@ def failover_stream(cluster, prefix: str, *, victim=None, cut_replica: bool = Tr
         while not stop.is_set():
             key = mine[i % len(mine)]
             i += 1
+            sent = time.monotonic()
             try:
                 rc.get(key)
                 ok = 1
             except Exception:  # noqa: BLE001 - counted: this is what the application would see
                 ok = 0
-            reads.append((time.monotonic(), ok, int(on_victim)))
+            reads.append((sent, ok, int(on_victim), time.monotonic() - sent))
             if not ok:
                 time.sleep(0.005)
         rc.close()
@@ -258,10 +354,20 @@ def failover_stream(cluster, prefix: str, *, victim=None, cut_replica: bool = Tr
     for node in cluster.alive_nodes():
         with contextlib.closing(node.client()) as c:
             c.config_set("cluster-require-full-coverage", coverage)
+    others = [name for name in names if name != victim.name]
+    refused_before = error_replies(cluster, "CLUSTERDOWN")
     try:
         for t in threads:
             t.start()
         time.sleep(lead_s)
+        flowing = time.monotonic() + 5  # on a busy machine, wait until every thread has done its part once
+
+        def started() -> bool:
+            served = {v for _, ok, v, _ in list(reads) if ok}
+            return served == {0, 1} and bool(plain_acked) and any(n for _, n in list(waited))
+
+        while not started() and time.monotonic() < flowing:
+            time.sleep(0.02)
         if cut_replica:
             cluster.cut_replication(replica)
             cut = True
@@ -285,6 +391,8 @@ def failover_stream(cluster, prefix: str, *, victim=None, cut_replica: bool = Tr
             with contextlib.suppress(Exception):
                 cluster.heal_replication(replica)
     kill_at = t0[0]
+    refused_after = error_replies(cluster, "CLUSTERDOWN")
+    refused = {name: refused_after.get(name, 0) - refused_before.get(name, 0) for name in others}
     survivor = replica.client()
     try:
         def exists(keys):
@@ -313,7 +421,7 @@ def failover_stream(cluster, prefix: str, *, victim=None, cut_replica: bool = Tr
         with contextlib.closing(node.client()) as c:
             c.config_set("cluster-require-full-coverage", "yes")
     client.close()
-    rows = np.array([(t - kill_at, ok, v) for t, ok, v in reads], dtype=np.float64).reshape(-1, 3)
+    rows = np.array([(t - kill_at, ok, v, d) for t, ok, v, d in reads], dtype=np.float64).reshape(-1, 4)
     return FailoverRun(
         victim=victim.name, replica=replica.name, cut_replica=cut_replica, full_coverage=full_coverage,
         promoted_s=promoted - kill_at,
@@ -322,7 +430,7 @@ def failover_stream(cluster, prefix: str, *, victim=None, cut_replica: bool = Tr
         waited_confirmed=len(confirmed), waited_confirmed_lost=int(confirmed_lost),
         waited_unconfirmed=len(unconfirmed), waited_unconfirmed_lost=int(unconfirmed_lost),
         waited_failed=sum(n is None for _, n in waited), retries_per_call=retries,
-        restarted_as=cluster.role(victim), rejoined_s=rejoined, lost_examples=lost[:3])
+        restarted_as=cluster.role(victim), rejoined_s=rejoined, lost_examples=lost[:3], refused_by_others=refused)
 
 
 # --------------------------------------------------------------------------- slots moved under reads

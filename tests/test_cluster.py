@@ -224,6 +224,8 @@ def test_failover_the_client_recovers_and_wait_tells_which_writes_are_safe():
     with cl.start_cluster() as doomed:
         run = scale_out.failover_stream(doomed, PREFIX, cut_s=0.3, tail_s=0.3)
         assert run.promoted_s >= doomed.node_timeout_ms / 1000, "no failover before the node timeout"
+        assert run.first_read_after_kill(on_victim=True) >= doomed.node_timeout_ms / 1000
+        assert sum(run.refused_by_others.values()) > 0, "full coverage (the default): the others said CLUSTERDOWN"
         assert run.window_s == pytest.approx(run.promoted_s, abs=1.5)
         assert run.read_errors > 0
         assert run.plain_lost > 0, "writes made while the replica was cut off exist on the dead primary only"
@@ -233,6 +235,39 @@ def test_failover_the_client_recovers_and_wait_tells_which_writes_are_safe():
         assert client.set(PREFIX + "after", "1") and client.get(PREFIX + "after") == "1"
         assert len(doomed.primaries()) == 3
         doomed.wait_ok()
+
+
+@pytest.mark.servers
+def test_cpu_per_request_counts_the_client_and_the_server_in_pairs(cluster, client):
+    tag = scale_out.tag_for(client, cluster.primary_nodes()[0].name)
+    keys = [f"{PREFIX}{{{tag}}}:cpu{i}" for i in range(10)]
+    for key in keys:
+        client.set(key, "v")
+    cpu = scale_out.cpu_per_request(cluster, keys, requests=200, repeat=3)
+    assert len(cpu["client_us"]) == len(cpu["server_us"]) == 3
+    assert all(x > 0 for x in cpu["client_us"] + cpu["server_us"]), cpu
+    with pytest.raises(ValueError, match="one hash tag"):
+        scale_out.cpu_per_request(cluster, [f"{PREFIX}spread{i}" for i in range(50)], requests=1, repeat=1)
+
+
+@pytest.mark.servers
+def test_a_cluster_on_loopback_is_near_and_says_what_it_measured(cluster):
+    condition = scale_out.near(cluster)
+    assert condition.holds and "round trip to the cluster" in condition.found
+
+
+@pytest.mark.servers
+def test_error_replies_are_counted_per_node(cluster, client):
+    from redis.exceptions import ResponseError
+
+    node = cluster.primary_nodes()[0]
+    before = scale_out.error_replies(cluster, "WRONGTYPE")
+    client.set(f"{PREFIX}{{{scale_out.tag_for(client, node.name)}}}:s", "v")
+    with pytest.raises(ResponseError):
+        client.lpush(f"{PREFIX}{{{scale_out.tag_for(client, node.name)}}}:s", "x")
+    after = scale_out.error_replies(cluster, "WRONGTYPE")
+    assert after[node.name] - before.get(node.name, 0) == 1
+    assert sum(after.values()) - sum(before.values()) == 1
 
 
 @pytest.mark.servers
