@@ -199,6 +199,21 @@ def test_the_runner_measures_a_claim_not_shown_again_up_to_three_attempts(tmp_pa
 
 
 @pytest.mark.notebook
+def test_a_cell_executed_on_its_own_measures_a_claim_not_shown_again(tmp_path, monkeypatch):
+    """The exercises' verification executes one cell at a time (``execute_cell``): a claim is measured again there too."""
+    from cachelab.kit.notebooks import notebook_client
+
+    monkeypatch.setenv("CACHELAB_CLAIMS", "strict")
+    path = claim_notebook(tmp_path, NO_EFFECT_TWICE)
+    nb = nbformat.read(path, as_version=4)
+    with notebook_client(nb, path, quick=True, results_dir=tmp_path / "results") as client, client.setup_kernel():
+        for index, cell in enumerate(nb.cells):
+            client.execute_cell(cell, index)
+    assert (tmp_path / "tries").read_text() == "3"
+    assert [attempt for _, attempt, _ in client.claim_retries] == [1, 2]
+
+
+@pytest.mark.notebook
 @pytest.mark.parametrize("effect,error,tries", [(1.0, "ClaimNotShown", "3"), (0.5, "ClaimReversed", "1")])
 def test_a_claim_never_shown_or_reversed_fails_the_notebook(tmp_path, monkeypatch, effect, error, tries):
     from cachelab.kit import runner
