@@ -363,3 +363,55 @@ def bar_chart(values: Mapping[str, float] | Mapping[str, Mapping[str, float]], *
     if len(series) > 1:
         ax.legend()
     return _finish(fig, ax, title, save_as)
+
+
+def bar_panels(panels: Mapping[str, tuple[Mapping, str]], *, save_as: str | None = None,
+               figsize: tuple[float, float] | None = None):
+    """Bar charts side by side, one per entry of ``panels``: ``{title: (values, ylabel)}``, each as
+    :func:`bar_chart` draws it (the same categories and series in every panel, to be read across)."""
+    arguments.instance("panels", panels, Mapping)
+    if not panels:
+        raise ValueError("bar_panels needs at least one panel")
+    fig, axes = plt.subplots(1, len(panels), figsize=figsize or (6 * len(panels), 4.2), squeeze=False)
+    for ax, (title, (values, ylabel)) in zip(axes[0], panels.items(), strict=True):
+        bar_chart(values, ylabel=ylabel, title=title, ax=ax)
+    fig.tight_layout()
+    if save_as:
+        save(fig, save_as)
+    return fig
+
+
+def even_split_chart(counts: Mapping[str, float], *, ylabel: str, title: str | None = None,
+                even_label: str = "an even split", save_as: str | None = None):
+    """Bars of counts by category with a dashed line at the even split (their total over their number): how
+    evenly keys spread over nodes."""
+    arguments.instance("counts", counts, Mapping)
+    if not counts:
+        raise ValueError("even_split_chart needs at least one count")
+    fig = bar_chart(dict(counts), ylabel=ylabel, title=title)
+    ax = fig.axes[0]
+    ax.axhline(sum(counts.values()) / len(counts), color="gray", ls="--", lw=1, label=even_label)
+    ax.legend(loc="lower right")
+    return _finish(fig, ax, None, save_as)
+
+
+def rolling_ratio_chart(outcomes: Sequence[float], window: int, *, ylabel: str, title: str | None = None,
+                        shade: tuple[float, float, str] | None = None, save_as: str | None = None):
+    """The mean of ``outcomes`` (1 for a hit, 0 for a miss) over the last ``window`` of them, request by request,
+    with ``shade = (start, end, label)`` marking a span of requests (a node down, say)."""
+    import numpy as np
+
+    values = np.asarray(outcomes, dtype=float)
+    window = arguments.integer("window", window, minimum=1)
+    if values.size < window:
+        raise ValueError(f"{values.size} outcomes are fewer than a window of {window}")
+    rolling = np.convolve(values, np.ones(window) / window, mode="valid")
+    fig = curve_chart(np.arange(window, values.size + 1), {f"{ylabel} over the last {window} requests": rolling},
+                      xlabel="request", ylabel=ylabel, percent=True, markers=False)
+    ax = fig.axes[0]
+    if shade is not None:
+        start, end, label = shade
+        ax.axvspan(start, end, color="gray", alpha=0.15, label=label)
+    ax.set_ylim(0, 1.05)
+    ax.legend(loc="lower right")
+    return _finish(fig, ax, title, save_as)
