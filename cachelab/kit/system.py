@@ -1,7 +1,9 @@
 """The system tools a run needs, and installing the missing ones: the first step of ``make setup``.
 
 The notebooks need real servers and real tools: ``redis-server`` and ``redis-cli`` (Redis, and the
-cluster of notebook 08), ``memcached``, and the load generator ``wrk`` (notebook 07). Notebooks 05, 06
+cluster of notebook 08), ``memcached``, the load generator ``wrk`` (notebook 07), and ``nginx`` (notebook
+09, which runs a private instance: the system service its package may start is stopped,
+:func:`stop_services`). Notebooks 05, 06
 and 08 always start small private servers for the demos that stop, freeze or fill one, so the binaries
 are needed even when ``REDIS_URL``/``MEMCACHED_SERVERS`` or docker compose provide the main servers.
 
@@ -38,6 +40,7 @@ class Tool:
     brew: str
     needed_for: str
     server: bool = False  # one of the servers: without it, and without servers found elsewhere, no run
+    service: str = ""  # a system service its package may start on install: stopped there (see stop_services)
 
 
 TOOLS = (
@@ -47,6 +50,8 @@ TOOLS = (
     Tool("memcached", "memcached", "memcached", "memcached", "memcached (notebooks 05-10 and the tests)",
          server=True),
     Tool("wrk", "wrk", "wrk", "wrk", "the load generator of notebook 07"),
+    Tool("nginx", "nginx", "nginx", "nginx", "the reverse-proxy cache of notebook 09 (a private instance)",
+         service="nginx"),
 )
 
 
@@ -62,9 +67,18 @@ class SetupFailed(RuntimeError):
     """The machine cannot be set up: the message says what is missing and how to get it."""
 
 
+SBIN = ("/usr/sbin", "/usr/local/sbin")
+"""Where system packages put daemons (nginx): not on every user's ``PATH``, so looked at too."""
+
+
+def found(command: str) -> bool:
+    """Whether ``command`` is on ``PATH``, or an executable in :data:`SBIN`."""
+    return shutil.which(command) is not None or any(os.access(Path(d) / command, os.X_OK) for d in SBIN)
+
+
 def missing(tools=TOOLS) -> list[Tool]:
-    """The tools whose command is not on ``PATH``."""
-    return [tool for tool in tools if shutil.which(tool.command) is None]
+    """The tools whose command is neither on ``PATH`` nor in :data:`SBIN`."""
+    return [tool for tool in tools if not found(tool.command)]
 
 
 def _no_password_sudo() -> bool:
@@ -124,6 +138,42 @@ def install_commands(tools: list[Tool], *, from_stick: bool | None = None,
     return None
 
 
+def stop_services(installed: list[Tool], *, run=subprocess.run, say=print) -> list[str]:
+    """Stop and disable the system services that installing ``installed`` started (Debian and Ubuntu start
+    nginx on port 80 when its package is installed): cachelab runs its own private instances and needs none.
+
+    Only for tools this setup has just installed, only on Linux, as root or with passwordless sudo; with
+    systemd ``systemctl disable --now``, otherwise ``service NAME stop``. Returns the services stopped.
+    """
+    services = sorted({t.service for t in installed if t.service})
+    if not services or not sys.platform.startswith("linux"):
+        return []
+    root = hasattr(os, "geteuid") and os.geteuid() == 0
+    prefix = [] if root else ["sudo", "-n"] if _no_password_sudo() else None
+    if prefix is None:
+        say(f"cachelab setup: the package may have started the system service(s) {', '.join(services)}; cachelab "
+            "does not need them (it runs its own instances): stop them with `sudo systemctl disable --now NAME`.")
+        return []
+    stopped = []
+    for name in services:
+        if Path("/run/systemd/system").is_dir() and shutil.which("systemctl"):
+            command = [*prefix, "systemctl", "disable", "--now", name]
+        elif shutil.which("service"):
+            command = [*prefix, "service", name, "stop"]
+        else:
+            continue
+        say(f"cachelab setup: stopping the {name} service its package started (cachelab runs its own instance)")
+        say("  $ " + " ".join(command))
+        try:
+            done = run(command, timeout=60)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            say(f"  that command failed: {exc}")
+            continue
+        if done.returncode == 0:
+            stopped.append(name)
+    return stopped
+
+
 def servers_elsewhere() -> str:
     """Where the main servers come from when not from binaries here: the environment or compose, or ''."""
     from ..servers import probes
@@ -170,6 +220,8 @@ def ensure(*, allow_install: bool | None = None, run=subprocess.run, say=print) 
             if done.returncode != 0:
                 say(f"  that command failed (exit {done.returncode})")
                 break
+        installed = [t for t in absent if t not in missing()]
+        stop_services(installed, run=run, say=say)
         absent = missing()
     if not absent:
         return []
