@@ -36,7 +36,9 @@ class NearCache:
     alone. ``on_invalidate(key)`` is called from the listener thread after a local copy is dropped.
     ``clear_on_reconnect=False`` keeps the local tier when the listener's connection drops and comes back,
     although invalidations published meanwhile were lost: only to show what the local TTL bounds then.
-    Counters: ``local_hits``, ``remote_hits``, ``misses``, ``computes``, ``invalidations``.
+    Counters: ``local_hits``, ``remote_hits``, ``misses``, ``computes``, ``invalidations``; and, for the
+    listener's connection, ``reconnects`` (times redis-py connected it again after it dropped) and
+    ``local_clears`` (times the local tier was emptied because of such a drop).
     """
 
     def __init__(self, client, prefix: str, *, compute: Callable[[str], object] | None = None,
@@ -55,6 +57,7 @@ class NearCache:
         self._local = TTLCache(maxsize=maxsize, ttl=local_ttl, timer=timer)
         self._lock = threading.Lock()
         self.local_hits = self.remote_hits = self.misses = self.computes = self.invalidations = 0
+        self.reconnects = self.local_clears = 0
         self._epoch = 0  # invalidations seen: a read that overlaps one must not keep what it read
         self._stop = threading.Event()
         self._pubsub = None
@@ -86,7 +89,7 @@ class NearCache:
                 message = self._pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2)
             except Exception:  # noqa: BLE001 - connection lost: messages may have been missed
                 if self.clear_on_reconnect:
-                    self.clear_local()
+                    self._clear_after_drop()
                 if self._stop.wait(0.1):
                     return
                 continue
@@ -97,8 +100,15 @@ class NearCache:
                     self._drop(key)
 
     def _on_reconnect(self, _connection) -> None:
+        with self._lock:
+            self.reconnects += 1
         if self.clear_on_reconnect:
-            self.clear_local()
+            self._clear_after_drop()
+
+    def _clear_after_drop(self) -> None:
+        with self._lock:
+            self._local.clear()
+            self.local_clears += 1
 
     def _drop(self, key: str) -> None:
         with self._lock:

@@ -436,7 +436,8 @@ def near_cache_reader(redis_url: str, prefix: str, key: str, start_at: float, du
     The process's Redis connections are named ``<name>-<pid>`` (``CLIENT SETNAME``), so that the notebook can
     find this reader's pub/sub connection (``CLIENT LIST``) and the process to pause. Returns, for each
     read, its time (s from ``start_at``), the ``version`` field of the value read and whether it came from
-    the local tier; and the time each invalidation message arrived.
+    the local tier; the time each invalidation message arrived; and how often the listener's connection was
+    made again (``reconnects``) and the local tier emptied for it (``local_clears``).
     """
     from .near_cache import NearCache
     from .servers import redis_client_for
@@ -460,4 +461,5 @@ def near_cache_reader(redis_url: str, prefix: str, key: str, start_at: float, du
     finally:
         cache.close()
         client.close()
-    return {"pid": os.getpid(), "times": times, "versions": versions, "local": local, "arrivals": arrivals}
+    return {"pid": os.getpid(), "times": times, "versions": versions, "local": local, "arrivals": arrivals,
+            "reconnects": cache.reconnects, "local_clears": cache.local_clears}

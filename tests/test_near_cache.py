@@ -129,4 +129,6 @@ def test_a_lost_connection_clears_the_local_tier_unless_told_not_to(redis_server
             assert not reader.cached_locally("k") and reader.get("k") == "v2"
         else:
             assert reader.cached_locally("k") and reader.get("k") == "v1", "kept: stale until the local TTL"
+        assert reader.reconnects >= 1, "the listener's connection was made again"
+        assert (reader.local_clears >= 1) == clear_on_reconnect, "the local tier is emptied for it, unless told not to"
     reader_client.close()
