@@ -11,6 +11,8 @@
   cache that starts empty and, given one, Belady's optimal (OPT) curve.
 * :func:`distribution_chart`: empirical CDFs of latencies.
 * :func:`bar_chart`: counts by category, on a linear axis (with ``logy=True`` it draws dots instead).
+* :func:`percentile_timeline`: latency percentiles (p50, p99) per time step, in stacked panels that share
+  their axes, with moments (a fault, a recovery) marked.
 * :func:`time_axis`: tick labels in the unit of a time axis (``30 ms``, not ``3x10^7``), for any axis.
 """
 
@@ -415,3 +417,50 @@ def rolling_ratio_chart(outcomes: Sequence[float], window: int, *, ylabel: str, 
     ax.set_ylim(0, 1.05)
     ax.legend(loc="lower right")
     return _finish(fig, ax, title, save_as)
+
+
+def percentile_timeline(panels: Mapping[str, Mapping[str, Mapping[str, Sequence[float]]]], *, xlabel: str,
+                        events: Mapping[str, Mapping[str, float]] | None = None, title: str | None = None,
+                        ylabel: str = "latency", save_as: str | None = None, width: float = 9.0,
+                        panel_height: float = 2.7):
+    """Latency percentiles over time, one panel per entry of ``panels``, stacked and sharing both axes.
+
+    A panel maps a series label to ``{'start', 'p50', 'p99'}``: the start of each time step (x) and the median
+    and 99th percentile of the latencies in it, in nanoseconds (NaN where a step had none). Each series keeps
+    one colour in every panel; its p50 is a solid line and its p99 a dashed one, with dots, on a log axis whose
+    ticks read in time units. ``events`` maps a panel to moments to mark (a label and its x): a vertical line.
+    """
+    import numpy as np
+
+    arguments.instance("panels", panels, Mapping)
+    if not panels:
+        raise ValueError("percentile_timeline needs at least one panel")
+    labels = list(dict.fromkeys(label for series in panels.values() for label in series))
+    colour = {label: PALETTE[i % len(PALETTE)] for i, label in enumerate(labels)}
+    fig, axes = plt.subplots(len(panels), 1, figsize=(width, panel_height * len(panels) + 0.6), sharex=True,
+                             sharey=True, squeeze=False)
+    for ax, (name, series) in zip(axes[:, 0], panels.items(), strict=True):
+        for label, data in series.items():
+            x = np.asarray(data["start"], dtype=float)
+            for key, ls, marker in (("p50", "-", "o"), ("p99", "--", "^")):
+                y = np.asarray(data[key], dtype=float)
+                if y.size != x.size:
+                    raise ValueError(f"{name}/{label}: {y.size} {key} values for {x.size} steps")
+                ax.plot(x, y, ls=ls, marker=marker, ms=3, lw=1.2, color=colour[label], label=f"{label}, {key}")
+        for i, (what, at) in enumerate((events or {}).get(name, {}).items()):
+            ax.axvline(at, color="black" if i == 0 else "gray", ls="-" if i == 0 else "--", lw=1)
+            ax.annotate(f" {what}", (at, 1), xycoords=("data", "axes fraction"), va="top", fontsize=8,
+                        color="black" if i == 0 else "dimgray")
+        ax.set_yscale("log")
+        time_axis(ax, "y")
+        ax.set_ylabel(ylabel)
+        ax.set_title(name, fontsize=10)
+    axes[-1, 0].set_xlabel(xlabel)
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    if title:
+        fig.suptitle(title, fontweight="bold")
+    fig.tight_layout()
+    fig.legend(handles, names, loc="upper center", ncol=2, fontsize=8, bbox_to_anchor=(0.5, 0.0))
+    if save_as:
+        save(fig, save_as)
+    return fig

@@ -1,5 +1,6 @@
-"""What notebook 08 does to a Redis Cluster, as functions: where keys land, a failover under load, slots
-moved under reads, throughput against the number of shards, and a model of the shards a workload needs.
+"""What notebook 08 does to a Redis Cluster, as functions: where keys land, a failover under load (a primary
+killed or hung), slots moved under reads, throughput against the number of shards, the CPU a request costs
+the client and the server, and a model of the shards a workload needs.
 
 The demos that hurt a cluster (:func:`failover_stream`, :func:`reshard_under_reads`, the throughput runs)
 take a :class:`cachelab.servers.cluster.ManagedCluster`, one this process started; the others work on any
@@ -163,17 +164,30 @@ def used_memory(cluster) -> int:
 
 # --------------------------------------------------------------------------- failover under load
 
+VICTIM, COVERED, UNCOVERED = 0, 1, 2
+"""The groups of reads of a :class:`FailoverRun`: the victim's shard, another shard whose primary requires full
+coverage (``cluster-require-full-coverage yes``, the default), another shard whose primary does not."""
+GROUP_NAMES = {VICTIM: "the victim's shard", COVERED: "a shard requiring full coverage (the default)",
+               UNCOVERED: "a shard with cluster-require-full-coverage no"}
+FAULTS = ("kill", "hang")
+
+
 @dataclass
 class FailoverRun:
-    """What a stream of reads and writes saw while a primary was killed (times in s, 0 = the kill)."""
+    """What a stream of reads and writes saw while a primary was killed or hung (times in s, 0 = the fault).
+
+    ``reads`` holds one row per read: when it was sent, whether it succeeded, its group (:data:`VICTIM`,
+    :data:`COVERED`, :data:`UNCOVERED`) and how long the call took, success or failure.
+    """
 
     victim: str
     replica: str
+    fault: str  # "kill" (SIGKILL, restarted afterwards) or "hang" (SIGSTOP, resumed after the promotion)
     cut_replica: bool
-    full_coverage: bool
+    coverage: dict[str, str]  # cluster-require-full-coverage of each other primary during the run
     promoted_s: float  # the replica reported itself primary
-    window_s: float  # the first write to the victim's slots that succeeded after the kill
-    reads: np.ndarray  # rows of (sent, ok, on_victim, latency): when each read was sent, and how long it took
+    window_s: float  # the first write to the victim's slots that succeeded after the fault
+    reads: np.ndarray  # rows of (sent, ok, group, latency)
     plain_acked: int
     plain_lost: int
     plain_failed: int
@@ -184,58 +198,116 @@ class FailoverRun:
     waited_unconfirmed_lost: int
     waited_failed: int
     retries_per_call: int
+    socket_timeout_s: float = 0.0
     restarted_as: str = ""
     rejoined_s: float = 0.0
     lost_examples: list[str] = field(default_factory=list)
     refused_by_others: dict[str, int] = field(default_factory=dict)  # CLUSTERDOWN replies of the other primaries
 
-    @property
-    def read_errors(self) -> int:
-        return int((self.reads[:, 1] == 0).sum()) if len(self.reads) else 0
+    def _rows(self, group: int) -> np.ndarray:
+        return self.reads[self.reads[:, 2] == group]
 
-    def first_read_after_kill(self, *, on_victim: bool) -> float:
-        """When the first read *sent* after the kill succeeded (s after the kill), on the victim's shard or on
-        the others: a read sent before the kill that returned after it does not count."""
-        rows = self.reads[(self.reads[:, 0] >= 0) & (self.reads[:, 1] == 1) & (self.reads[:, 2] == int(on_victim))]
-        return float((rows[:, 0] + rows[:, 3]).min()) if len(rows) else math.inf  # none: none before any time
+    def groups(self) -> list[int]:
+        """The groups of reads this run has, in order."""
+        return sorted({int(g) for g in self.reads[:, 2]}) if len(self.reads) else []
 
-    def longest_gap(self, *, on_victim: bool) -> float:
-        """The longest time without a successful read, on the victim's shard or on the others (s): between two
-        answers, or from the kill to the first answer after it."""
-        done = np.sort(np.append(self._answered(on_victim), 0.0))
-        return float(np.diff(done).max()) if len(done) > 1 else float("nan")
+    def refused(self, group: int) -> int:
+        """``CLUSTERDOWN`` replies the other primaries of one group sent during the run (counted by them)."""
+        wanted = "yes" if group == COVERED else "no"
+        return int(sum(n for name, n in self.refused_by_others.items() if self.coverage.get(name) == wanted))
 
-    def _answered(self, on_victim: bool) -> np.ndarray:
-        """When each successful read on the victim's shard (or on the others) was answered, s after the kill."""
-        rows = self.reads[(self.reads[:, 1] == 1) & (self.reads[:, 2] == int(on_victim))]
+    def read_errors(self, group: int | None = None) -> int:
+        rows = self.reads if group is None else self._rows(group)
+        return int((rows[:, 1] == 0).sum()) if len(rows) else 0
+
+    def first_read_after_kill(self, group: int = VICTIM) -> float:
+        """When the first read *sent* after the fault succeeded (s after it): a read sent before the fault that
+        returned after it does not count; ``inf`` when none did."""
+        rows = self._rows(group)
+        rows = rows[(rows[:, 0] >= 0) & (rows[:, 1] == 1)]
+        return float((rows[:, 0] + rows[:, 3]).min()) if len(rows) else math.inf
+
+    def _answered(self, group: int) -> np.ndarray:
+        """When each successful read of ``group`` was answered, s after the fault."""
+        rows = self._rows(group)
+        rows = rows[rows[:, 1] == 1]
         return rows[:, 0] + rows[:, 3]
 
-    def stalled_fraction(self, *, on_victim: bool, bucket_s: float = 0.1) -> float:
-        """The share of ``bucket_s`` intervals from the kill to the promotion in which not one read succeeded,
-        on the victim's shard or on the others: 1.0 is down throughout, 0.0 served throughout."""
+    def longest_gap(self, group: int) -> float:
+        """The longest time without a successful read in ``group`` (s): between two answers, or from the fault
+        to the first answer after it."""
+        done = np.sort(np.append(self._answered(group), 0.0))
+        return float(np.diff(done).max()) if len(done) > 1 else float("nan")
+
+    def stalled_fraction(self, group: int, *, bucket_s: float = 0.1) -> float:
+        """The share of ``bucket_s`` intervals from the fault to the promotion in which not one read of ``group``
+        was answered: 1.0 is down throughout, 0.0 served throughout."""
         edges = np.arange(0.0, self.promoted_s, bucket_s)
         if len(edges) < 2:
             return float("nan")
-        counts, _ = np.histogram(self._answered(on_victim), bins=edges)
+        counts, _ = np.histogram(self._answered(group), bins=edges)
         return float((counts == 0).mean())
 
+    def latency_buckets(self, group: int, *, bucket_s: float = 0.1) -> dict[str, np.ndarray]:
+        """The reads of ``group`` by the ``bucket_s`` interval they were sent in: ``{'start', 'p50', 'p99',
+        'reads', 'errors'}``, one entry per interval (NaN percentiles where no read was sent), latencies in s.
+
+        Every call counts, a failed one too: what the application waited for, whatever it got."""
+        rows = self._rows(group)
+        if not len(rows):
+            return {k: np.array([]) for k in ("start", "p50", "p99", "reads", "errors")}
+        first = math.floor(rows[:, 0].min() / bucket_s) * bucket_s
+        starts = np.arange(first, rows[:, 0].max() + bucket_s / 2, bucket_s)
+        index = np.clip(((rows[:, 0] - first) // bucket_s).astype(int), 0, len(starts) - 1)
+        p50, p99 = np.full(len(starts), np.nan), np.full(len(starts), np.nan)
+        reads, errors = np.zeros(len(starts), dtype=int), np.zeros(len(starts), dtype=int)
+        for i in range(len(starts)):
+            mine = rows[index == i]
+            reads[i], errors[i] = len(mine), int((mine[:, 1] == 0).sum())
+            if len(mine):
+                p50[i], p99[i] = np.percentile(mine[:, 3], [50, 99])
+        return {"start": starts, "p50": p50, "p99": p99, "reads": reads, "errors": errors}
+
+    def latency_timeline(self, *, bucket_s: float = 0.1) -> dict[str, dict[str, np.ndarray]]:
+        """:meth:`latency_buckets` of every group, by its name, latencies in ns: what
+        :func:`cachelab.plots.percentile_timeline` draws."""
+        out = {}
+        for g in self.groups():
+            b = self.latency_buckets(g, bucket_s=bucket_s)
+            out[GROUP_NAMES[g]] = {"start": b["start"], "p50": b["p50"] * 1e9, "p99": b["p99"] * 1e9}
+        return out
+
+    def window_latency(self, group: int, *, until: float | None = None) -> dict[str, float]:
+        """The reads of ``group`` under way at some moment from the fault to the promotion (or ``until``): sent
+        before it ended and answered after the fault. How many, how many failed, and their latency's p50, p99
+        and maximum, in s (every call, failed ones too: what the application waited for)."""
+        end = self.promoted_s if until is None else until
+        rows = self._rows(group)
+        rows = rows[(rows[:, 0] < end) & (rows[:, 0] + rows[:, 3] > 0)]
+        if not len(rows):
+            return {"reads": 0, "errors": 0, "p50_s": None, "p99_s": None, "max_s": None}
+        p50, p99 = np.percentile(rows[:, 3], [50, 99])
+        return {"reads": len(rows), "errors": int((rows[:, 1] == 0).sum()), "p50_s": float(p50), "p99_s": float(p99),
+                "max_s": float(rows[:, 3].max())}
+
     def summary(self) -> dict:
-        return {"victim": self.victim, "promoted_s": round(self.promoted_s, 3), "window_s": round(self.window_s, 3),
-                "reads": len(self.reads), "read_errors": self.read_errors,
-                "read_errors_other_shards": int(((self.reads[:, 1] == 0) & (self.reads[:, 2] == 0)).sum())
-                if len(self.reads) else 0,
+        groups = {GROUP_NAMES[g]: {"longest_gap_s": _finite(round(self.longest_gap(g), 3)),
+                                   "stalled_fraction": _finite(round(self.stalled_fraction(g), 3)),
+                                   "clusterdown": self.refused(g) if g != VICTIM else None,
+                                   "during_failover": self.window_latency(g)} for g in self.groups()}
+        covered_gap = self.longest_gap(COVERED) if COVERED in self.groups() else float("nan")
+        return {"victim": self.victim, "fault": self.fault, "cut_replica": self.cut_replica,
+                "coverage": self.coverage, "promoted_s": round(self.promoted_s, 3),
+                "window_s": round(self.window_s, 3), "reads": len(self.reads), "read_errors": self.read_errors(),
+                "by_shard": groups,
+                "other_shards_longest_gap_s": _finite(round(covered_gap, 3)),  # the default's stall (10 reads it)
+                "victim_first_read_s": _finite(round(self.first_read_after_kill(VICTIM), 3)),
                 "plain_acked": self.plain_acked, "plain_lost": self.plain_lost, "plain_failed": self.plain_failed,
                 "plain_failed_but_applied": self.plain_failed_but_applied,
                 "waited_confirmed": self.waited_confirmed, "waited_confirmed_lost": self.waited_confirmed_lost,
                 "waited_unconfirmed": self.waited_unconfirmed,
                 "waited_unconfirmed_lost": self.waited_unconfirmed_lost, "waited_failed": self.waited_failed,
-                "cut_replica": self.cut_replica, "full_coverage": self.full_coverage,
-                "other_shards_longest_gap_s": round(self.longest_gap(on_victim=False), 3),
-                "other_shards_stalled_fraction": round(self.stalled_fraction(on_victim=False), 3),
-                "victim_longest_gap_s": round(self.longest_gap(on_victim=True), 3),
-                "victim_first_read_s": _finite(round(self.first_read_after_kill(on_victim=True), 3)),
-                "retries_per_call": self.retries_per_call,
-                "other_shards_clusterdown": int(sum(self.refused_by_others.values())),
+                "retries_per_call": self.retries_per_call, "socket_timeout_s": self.socket_timeout_s,
                 "rejoined_s": round(self.rejoined_s, 3), "restarted_as": self.restarted_as}
 
 
@@ -258,46 +330,74 @@ def write_and_wait(client, key: str, value, *, replicas: int = 1, timeout_ms: in
     return int(replies[1]) if replicas else 0
 
 
-def failover_stream(cluster, prefix: str, *, victim=None, cut_replica: bool = True, full_coverage: bool = True,
-                    lead_s: float = 0.3,
-                    cut_s: float = 0.3, tail_s: float = 0.5, read_keys: int = 300, retries: int = 2,
-                    socket_timeout: float = 0.5, wait_timeout_ms: int = 100, timeout: float = 30.0) -> FailoverRun:
-    """Kill a primary of ``cluster`` (a ManagedCluster) while a reader and two writers run, then restart it.
+def _errors_on(nodes, kind: str) -> dict[str, int]:
+    """Error replies of one kind each of ``nodes`` (ClusterNodes of a ManagedCluster) has sent so far."""
+    out = {}
+    for node in nodes:
+        with contextlib.closing(node.client(socket_timeout=2)) as c:
+            out[node.name] = int(c.info("errorstats").get(f"errorstat_{kind}", {}).get("count", 0))
+    return out
 
-    The reader reads keys spread over every shard. Writer *plain* writes new keys on the victim's shard
-    with ``SET``; writer *waited* does the same with :func:`write_and_wait`. With ``cut_replica`` the
-    victim's replica is first cut off for ``cut_s`` seconds (:meth:`ManagedCluster.cut_replication`), as a
-    network partition would, so the writes made meanwhile exist on the victim alone when it dies.
+
+def failover_stream(cluster, prefix: str, *, victim=None, fault: str = "kill", cut_replica: bool = False,
+                    full_coverage: bool | str = True, lead_s: float = 0.3, cut_s: float = 0.3, tail_s: float = 0.5,
+                    read_keys: int = 300, retries: int = 2, socket_timeout: float = 0.5, wait_timeout_ms: int = 100,
+                    timeout: float = 30.0) -> FailoverRun:
+    """Kill or hang a primary of ``cluster`` (a ManagedCluster) while readers and two writers run, then bring
+    it back.
+
+    ``fault="kill"``: ``SIGKILL``, a crash (connections are refused at once); the node is restarted afterwards.
+    ``fault="hang"``: ``SIGSTOP``, a node that stalls (its port still accepts connections, nothing answers, so
+    every request waits for the client's ``socket_timeout``); it is resumed (``SIGCONT``) once its replica has
+    taken over, and rejoins as a replica. A reader per primary reads keys of that primary's slots; writer
+    *plain* writes new keys on the victim's shard with ``SET``, writer *waited* the same with
+    :func:`write_and_wait`. ``full_coverage``: the ``cluster-require-full-coverage`` of every node (``True``,
+    the default, or ``False``), or ``"mixed"``: of the other primaries, the first keeps the default and the
+    others say ``no``, so that one run shows both. With ``cut_replica`` the victim's replica is first cut off
+    its primary's replication stream for ``cut_s`` seconds (:meth:`ManagedCluster.cut_replication`; the cluster
+    bus stays up), so that the writes made meanwhile exist on the victim alone when it fails.
     """
     check_prefix(prefix)
     if not getattr(cluster, "owned", False) or not hasattr(cluster, "kill"):
         raise PermissionError("failover_stream kills a node: only a cluster this process started (ManagedCluster)")
+    if fault not in FAULTS:
+        raise ValueError(f"fault is one of {', '.join(FAULTS)}, not {fault!r}")
+    if full_coverage not in (True, False, "mixed"):
+        raise ValueError(f"full_coverage is True, False or 'mixed', not {full_coverage!r}")
     client = cluster.client(retries=retries, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout)
     victim = victim or cluster.primary_nodes()[0]
     replica = cluster.replica_of(victim)
-    tag = tag_for(client, victim.name)
-    victim_tags = {victim.name: tag}
-    names = [f"{h}:{p}" for h, p in cluster.primaries()]
-    for name in names:
-        victim_tags.setdefault(name, tag_for(client, name, avoid=list(victim_tags.values())))
-    readable = [(f"{prefix}{{{victim_tags[names[i % len(names)]]}}}:r{i}", names[i % len(names)] == victim.name)
-                for i in range(read_keys)]
+    others = [n for n in cluster.primary_nodes() if n is not victim]
+    if full_coverage == "mixed":
+        coverage = {n.name: "yes" if i == 0 else "no" for i, n in enumerate(others)}
+    else:
+        coverage = {n.name: "yes" if full_coverage else "no" for n in others}
+    group_of = {victim.name: VICTIM, **{name: COVERED if c == "yes" else UNCOVERED for name, c in coverage.items()}}
+    tags: dict[str, str] = {}
+    for node in [victim, *others]:
+        tags[node.name] = tag_for(client, node.name, avoid=list(tags.values()))
+    tag = tags[victim.name]
+    per_node = max(1, read_keys // len(tags))
+    readable = {name: [f"{prefix}{{{t}}}:r{i}" for i in range(per_node)] for name, t in tags.items()}
     with client.pipeline() as pipe:
-        for key, _ in readable:
-            pipe.set(key, "x", ex=600)
+        for keys in readable.values():
+            for key in keys:
+                pipe.set(key, "x", ex=600)
         pipe.execute()
 
     stop = threading.Event()
-    t0 = [0.0]
     reads: list[tuple[float, int, int, float]] = []
     plain_acked: list[str] = []
     plain_failed: list[str] = []
     plain_times: list[tuple[float, float, int]] = []  # (sent, answered, ok)
     waited: list[tuple[str, int | None]] = []
 
-    def reader(on_victim: bool) -> None:
-        rc = cluster.client(retries=retries, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout)
-        mine = [key for key, v in readable if v == on_victim]
+    def new_client():
+        return cluster.client(retries=retries, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout)
+
+    def reader(name: str) -> None:
+        rc = new_client()
+        mine, group = readable[name], group_of[name]
         i = 0
         while not stop.is_set():
             key = mine[i % len(mine)]
@@ -308,13 +408,13 @@ def failover_stream(cluster, prefix: str, *, victim=None, cut_replica: bool = Tr
                 ok = 1
             except Exception:  # noqa: BLE001 - counted: this is what the application would see
                 ok = 0
-            reads.append((sent, ok, int(on_victim), time.monotonic() - sent))
+            reads.append((sent, ok, group, time.monotonic() - sent))
             if not ok:
                 time.sleep(0.005)
         rc.close()
 
     def plain_writer() -> None:
-        rc = cluster.client(retries=retries, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout)
+        rc = new_client()
         i = 0
         while not stop.is_set():
             key = f"{prefix}{{{tag}}}:plain{i}"
@@ -331,7 +431,7 @@ def failover_stream(cluster, prefix: str, *, victim=None, cut_replica: bool = Tr
         rc.close()
 
     def waited_writer() -> None:
-        rc = cluster.client(retries=retries, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout)
+        rc = new_client()
         i = 0
         while not stop.is_set():
             key = f"{prefix}{{{tag}}}:waited{i}"
@@ -342,20 +442,16 @@ def failover_stream(cluster, prefix: str, *, victim=None, cut_replica: bool = Tr
                 waited.append((key, None))
                 time.sleep(0.05)
                 rc.close()
-                rc = cluster.client(retries=retries, socket_timeout=socket_timeout,
-                                    socket_connect_timeout=socket_timeout)
+                rc = new_client()
         rc.close()
 
-    threads = [threading.Thread(target=reader, args=(True,), daemon=True),
-               threading.Thread(target=reader, args=(False,), daemon=True),
-               threading.Thread(target=plain_writer, daemon=True), threading.Thread(target=waited_writer, daemon=True)]
-    cut = False
-    coverage = "yes" if full_coverage else "no"
+    threads = [threading.Thread(target=reader, args=(name,), daemon=True) for name in tags]
+    threads += [threading.Thread(target=plain_writer, daemon=True), threading.Thread(target=waited_writer, daemon=True)]
+    cut = hung = False
     for node in cluster.alive_nodes():
         with contextlib.closing(node.client()) as c:
-            c.config_set("cluster-require-full-coverage", coverage)
-    others = [name for name in names if name != victim.name]
-    refused_before = error_replies(cluster, "CLUSTERDOWN")
+            c.config_set("cluster-require-full-coverage", coverage.get(node.name, "yes"))
+    refused_before = _errors_on(others, "CLUSTERDOWN")
     try:
         for t in threads:
             t.start()
@@ -363,8 +459,8 @@ def failover_stream(cluster, prefix: str, *, victim=None, cut_replica: bool = Tr
         flowing = time.monotonic() + 5  # on a busy machine, wait until every thread has done its part once
 
         def started() -> bool:
-            served = {v for _, ok, v, _ in list(reads) if ok}
-            return served == {0, 1} and bool(plain_acked) and any(n for _, n in list(waited))
+            served = {g for _, ok, g, _ in list(reads) if ok}
+            return served == set(group_of.values()) and bool(plain_acked) and any(n for _, n in list(waited))
 
         while not started() and time.monotonic() < flowing:
             time.sleep(0.02)
@@ -372,8 +468,12 @@ def failover_stream(cluster, prefix: str, *, victim=None, cut_replica: bool = Tr
             cluster.cut_replication(replica)
             cut = True
             time.sleep(cut_s)
-        t0[0] = cluster.kill(victim)
-        deadline = t0[0] + timeout
+        if fault == "kill":
+            fault_at = cluster.kill(victim)
+        else:
+            fault_at = cluster.hang(victim)
+            hung = True
+        deadline = fault_at + timeout
         while True:
             with contextlib.suppress(Exception):
                 if cluster.role(replica) == "primary":
@@ -387,12 +487,13 @@ def failover_stream(cluster, prefix: str, *, victim=None, cut_replica: bool = Tr
         stop.set()
         for t in threads:
             t.join(timeout=10)
+        if hung:
+            cluster.resume(victim)
         if cut:
             with contextlib.suppress(Exception):
                 cluster.heal_replication(replica)
-    kill_at = t0[0]
-    refused_after = error_replies(cluster, "CLUSTERDOWN")
-    refused = {name: refused_after.get(name, 0) - refused_before.get(name, 0) for name in others}
+    refused_after = _errors_on(others, "CLUSTERDOWN")
+    refused = {name: refused_after[name] - refused_before[name] for name in refused_after}
     survivor = replica.client()
     try:
         def exists(keys):
@@ -409,31 +510,30 @@ def failover_stream(cluster, prefix: str, *, victim=None, cut_replica: bool = Tr
         unconfirmed_lost = sum(not e for e in exists(unconfirmed))
     finally:
         survivor.close()
-    after = [answered for sent, answered, ok in plain_times if ok and sent >= kill_at]
-    first_ok = (min(after) - kill_at) if after else float("nan")
+    after = [answered for sent, answered, ok in plain_times if ok and sent >= fault_at]
+    first_ok = (min(after) - fault_at) if after else float("nan")
     rejoin_start = time.monotonic()
-    cluster.restart(victim)
+    if fault == "kill":
+        cluster.restart(victim)
     while cluster.role(victim) != "replica" and time.monotonic() < rejoin_start + timeout:
-        time.sleep(0.02)  # it starts as the primary its nodes.conf remembers, until it hears of the new epoch
+        time.sleep(0.02)  # it answers as the primary it was until it hears of the new epoch
     cluster.wait_ok()
     rejoined = time.monotonic() - rejoin_start
     for node in cluster.alive_nodes():  # back to the default, the restarted node included
         with contextlib.closing(node.client()) as c:
             c.config_set("cluster-require-full-coverage", "yes")
     client.close()
-    rows = np.array([(t - kill_at, ok, v, d) for t, ok, v, d in reads], dtype=np.float64).reshape(-1, 4)
+    rows = np.array([(t - fault_at, ok, g, d) for t, ok, g, d in reads], dtype=np.float64).reshape(-1, 4)
     return FailoverRun(
-        victim=victim.name, replica=replica.name, cut_replica=cut_replica, full_coverage=full_coverage,
-        promoted_s=promoted - kill_at,
-        window_s=first_ok, reads=rows, plain_acked=len(plain_acked), plain_lost=len(lost),
-        plain_failed=len(plain_failed), plain_failed_but_applied=int(applied),
+        victim=victim.name, replica=replica.name, fault=fault, cut_replica=cut_replica, coverage=coverage,
+        promoted_s=promoted - fault_at, window_s=first_ok, reads=rows, plain_acked=len(plain_acked),
+        plain_lost=len(lost), plain_failed=len(plain_failed), plain_failed_but_applied=int(applied),
         waited_confirmed=len(confirmed), waited_confirmed_lost=int(confirmed_lost),
         waited_unconfirmed=len(unconfirmed), waited_unconfirmed_lost=int(unconfirmed_lost),
-        waited_failed=sum(n is None for _, n in waited), retries_per_call=retries,
+        waited_failed=sum(n is None for _, n in waited), retries_per_call=retries, socket_timeout_s=socket_timeout,
         restarted_as=cluster.role(victim), rejoined_s=rejoined, lost_examples=lost[:3], refused_by_others=refused)
 
 
-# --------------------------------------------------------------------------- slots moved under reads
 
 @dataclass
 class ReshardRun:
@@ -633,6 +733,61 @@ def redis_benchmark(cluster, *, test: str = "get", requests: int, clients: int =
         raise RuntimeError(f"redis-benchmark gave no {test.upper()} figure: {(out.stdout + out.stderr)[-300:]}")
     return {"per_s": rate, "requests": requests, "wall_s": wall, "pipeline": pipeline, "clients": clients,
             "client_cpu_s": client_cpu, "server_cpu_s": None if before is None or after is None else after - before}
+
+
+def benchmark_in_turn(clusters, *, seconds: float, rounds: int, min_total_s: float = 0.0, calibration: int = 5_000,
+                      max_rounds: int | None = None, **options) -> dict:
+    """``redis-benchmark -t get`` on each of ``clusters`` (a mapping of names to clusters), runs of about
+    ``seconds`` each taken in turn, cluster after cluster, round after round (:func:`cachelab.timing.take_in_turn`),
+    so that a busy moment touches every cluster alike.
+
+    A short run (``calibration`` requests) first sizes each cluster's runs; rounds are added (up to
+    ``max_rounds``, twice ``rounds`` by default) until every cluster has run ``min_total_s`` in all, by the
+    benchmark's own clock. Returns, by name: ``per_s`` (the median of the runs' rates), ``runs_per_s`` and
+    ``run_s`` (each run's rate and length), ``measured_s`` (their total), ``requests``, ``wall_s``,
+    ``client_cpu_s`` and ``server_cpu_s`` (totals over the runs), ``clients`` and ``pipeline``. ``None`` when
+    ``redis-benchmark`` is not on PATH. ``options`` go to :func:`redis_benchmark` (``keyspace``, ``value_size``...).
+    """
+    from .timing import take_in_turn
+
+    seconds = arguments.number("seconds", seconds, positive=True)
+    rounds = arguments.integer("rounds", rounds, minimum=1)
+    max_rounds = arguments.integer("max_rounds", max_rounds if max_rounds is not None else 2 * rounds,
+                                   minimum=rounds)
+    if not clusters:
+        raise ValueError("benchmark_in_turn needs at least one cluster")
+    sizes = {}
+    for name, cluster in clusters.items():
+        first = redis_benchmark(cluster, test="get", requests=calibration, **options)
+        if first is None:
+            return None
+        sizes[name] = max(calibration, math.ceil(first["per_s"] * seconds))
+    runs: dict = {name: [] for name in clusters}
+
+    def sampler(name):
+        def run() -> float:
+            result = redis_benchmark(clusters[name], test="get", requests=sizes[name], **options)
+            runs[name].append(result)
+            return result["per_s"]
+        return run
+
+    samplers = {str(name): sampler(name) for name in clusters}  # take_in_turn names them by text
+    take_in_turn(samplers, rounds)
+    done = rounds
+    while done < max_rounds and min(sum(r["requests"] / r["per_s"] for r in rs) for rs in runs.values()) < min_total_s:
+        take_in_turn(samplers, 1)
+        done += 1
+    out = {}
+    for name, rs in runs.items():
+        cpu = [r["client_cpu_s"] for r in rs], [r["server_cpu_s"] for r in rs]
+        out[name] = {
+            "per_s": float(np.median([r["per_s"] for r in rs])), "runs_per_s": [r["per_s"] for r in rs],
+            "run_s": [r["requests"] / r["per_s"] for r in rs],
+            "measured_s": sum(r["requests"] / r["per_s"] for r in rs), "requests": sum(r["requests"] for r in rs),
+            "wall_s": sum(r["wall_s"] for r in rs), "clients": rs[0]["clients"], "pipeline": rs[0]["pipeline"],
+            "client_cpu_s": None if None in cpu[0] else sum(cpu[0]),
+            "server_cpu_s": None if None in cpu[1] else sum(cpu[1])}
+    return out
 
 
 def _children_cpu_seconds() -> float | None:

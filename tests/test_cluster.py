@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
 import time
 
+import numpy as np
 import pytest
 
 from cachelab import scale_out
@@ -222,12 +224,12 @@ def test_ask_during_a_migration_is_followed():
 def test_failover_the_client_recovers_and_wait_tells_which_writes_are_safe():
     """A primary killed after its replica was cut off: the writes of that time are lost, WAIT said so."""
     with cl.start_cluster() as doomed:
-        run = scale_out.failover_stream(doomed, PREFIX, cut_s=0.3, tail_s=0.3)
+        run = scale_out.failover_stream(doomed, PREFIX, cut_replica=True, cut_s=0.3, tail_s=0.3)
         assert run.promoted_s >= doomed.node_timeout_ms / 1000, "no failover before the node timeout"
-        assert run.first_read_after_kill(on_victim=True) >= doomed.node_timeout_ms / 1000
-        assert sum(run.refused_by_others.values()) > 0, "full coverage (the default): the others said CLUSTERDOWN"
+        assert run.first_read_after_kill(scale_out.VICTIM) >= doomed.node_timeout_ms / 1000
+        assert run.refused(scale_out.COVERED) > 0, "full coverage (the default): the others said CLUSTERDOWN"
         assert run.window_s == pytest.approx(run.promoted_s, abs=1.5)
-        assert run.read_errors > 0
+        assert run.read_errors(scale_out.VICTIM) > 0
         assert run.plain_lost > 0, "writes made while the replica was cut off exist on the dead primary only"
         assert run.waited_confirmed > 0 and run.waited_confirmed_lost == 0
         assert run.restarted_as == "replica"
@@ -235,6 +237,43 @@ def test_failover_the_client_recovers_and_wait_tells_which_writes_are_safe():
         assert client.set(PREFIX + "after", "1") and client.get(PREFIX + "after") == "1"
         assert len(doomed.primaries()) == 3
         doomed.wait_ok()
+
+
+@pytest.mark.servers
+def test_a_hung_primary_is_replaced_and_only_the_shard_requiring_full_coverage_stalls():
+    """SIGSTOP: reads to the victim wait for the socket timeout; of the other primaries, the one that requires full
+    coverage refuses commands until the replica takes over, the other serves; the victim rejoins as a replica."""
+    with cl.start_cluster() as stalled:
+        run = scale_out.failover_stream(stalled, PREFIX, fault="hang", full_coverage="mixed", tail_s=0.3)
+        assert run.fault == "hang" and run.promoted_s >= stalled.node_timeout_ms / 1000
+        assert run.first_read_after_kill(scale_out.VICTIM) >= stalled.node_timeout_ms / 1000
+        assert run.window_latency(scale_out.VICTIM)["max_s"] >= run.socket_timeout_s
+        assert run.refused(scale_out.COVERED) > 0 and run.refused(scale_out.UNCOVERED) == 0
+        assert sorted(run.coverage.values()) == ["no", "yes"]
+        assert run.waited_confirmed_lost == 0 and run.restarted_as == "replica"
+        assert all(n.alive() for n in stalled.nodes), "a hung node is resumed, not replaced"
+        timeline = run.latency_timeline()
+        assert set(timeline) == set(scale_out.GROUP_NAMES.values())
+        assert all(len(t["start"]) == len(t["p50"]) == len(t["p99"]) > 0 for t in timeline.values())
+        summary = run.summary()
+        assert summary["fault"] == "hang" and set(summary["by_shard"]) == set(scale_out.GROUP_NAMES.values())
+        client = stalled.client()
+        assert client.set(PREFIX + "after", "1") and client.get(PREFIX + "after") == "1"
+        with pytest.raises(ValueError, match="fault"):
+            scale_out.failover_stream(stalled, PREFIX, fault="reboot")
+
+
+@pytest.mark.servers
+@pytest.mark.skipif(shutil.which("redis-benchmark") is None, reason="redis-benchmark is not on PATH")
+def test_benchmark_runs_are_taken_in_turn_until_each_cluster_has_run_long_enough(cluster):
+    options = dict(keyspace=100, value_size=10, clients=4, threads=1)
+    out = scale_out.benchmark_in_turn({"a": cluster, "b": cluster}, seconds=0.02, rounds=2, min_total_s=0.2,
+                                      max_rounds=30, calibration=500, **options)
+    for r in out.values():
+        assert len(r["runs_per_s"]) == len(r["run_s"]) >= 2
+        assert r["measured_s"] == pytest.approx(sum(r["run_s"])) and r["measured_s"] >= 0.2
+        assert r["per_s"] == pytest.approx(float(np.median(r["runs_per_s"])))
+    assert len(out["a"]["runs_per_s"]) == len(out["b"]["runs_per_s"]), "every cluster runs in every round"
 
 
 @pytest.mark.servers

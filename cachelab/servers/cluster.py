@@ -11,9 +11,9 @@
 4. Otherwise :class:`ServersUnavailable`, within seconds, naming the ways to get one.
 
 A cluster found by 1 or 2 is a :class:`Cluster`: clients, topology, cleanup by prefix. Only a
-:class:`ManagedCluster`, started by this process, can be hurt by a demo: a node killed, its replica cut
-off, slots moved. The project never calls ``FLUSHALL`` on a cluster, and never kills or reshards one it did
-not start.
+:class:`ManagedCluster`, started by this process, can be hurt by a demo: a node killed or hung, a
+replica cut off its primary, slots moved. The project never calls ``FLUSHALL`` on a cluster, and never
+kills, hangs or reshards one it did not start.
 
 Every node of a private cluster has the flags of :mod:`.config` (loopback only, a password, a memory cap,
 no persistence) plus ``--masterauth`` (replicas authenticate to their primary), an explicit cluster bus
@@ -39,7 +39,7 @@ from pathlib import Path
 
 from .. import arguments
 from ..keys import check_prefix
-from . import config, probes
+from . import config, faults, probes
 from .addresses import parse_redis_url, redacted
 from .config import ServersUnavailable
 from .managed import ManagedServer, _unprivileged_user
@@ -474,6 +474,18 @@ class ManagedCluster(Cluster):
         node.kill()
         return time.monotonic()
 
+    def hang(self, node: ClusterNode) -> float:
+        """Freeze one node (``SIGSTOP``, :func:`cachelab.servers.faults.pause`), as a host that stalls: its port
+        still accepts connections, nothing answers, and it keeps its data. Returns the ``time.monotonic()``
+        once every thread of it has stopped. :meth:`resume` lets it run again."""
+        faults.pause(node)
+        return time.monotonic()
+
+    def resume(self, node: ClusterNode) -> None:
+        """Let a hung node run again (``SIGCONT``). It still believes what it believed when it froze, until the
+        other nodes tell it otherwise (a primary whose slots went to its replica meanwhile becomes a replica)."""
+        faults.resume(node)
+
     def restart(self, node: ClusterNode, timeout: float = 20.0) -> None:
         """Start a killed node again on its port, with its ``nodes.conf``: it rejoins (as a replica if its
         slots went to another node meanwhile), empty, and syncs from its primary."""
@@ -481,8 +493,9 @@ class ManagedCluster(Cluster):
         self.wait_ok(timeout)
 
     def cut_replication(self, replica: ClusterNode) -> None:
-        """Cut a replica off its primary and keep it off (its reconnection fails authentication), as a
-        network partition between the two would. :meth:`heal_replication` undoes it."""
+        """Cut a replica off its primary's replication stream and keep it off (its reconnection fails
+        authentication). Only the replication link goes: the cluster bus stays up, so every node, the primary
+        included, still sees the replica as healthy while it falls behind. :meth:`heal_replication` undoes it."""
         with contextlib.closing(replica.client()) as c:
             c.config_set("masterauth", "cut-off-" + secrets.token_hex(4))
             c.client_kill_filter(_type="master")
