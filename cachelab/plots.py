@@ -464,3 +464,74 @@ def percentile_timeline(panels: Mapping[str, Mapping[str, Mapping[str, Sequence[
     if save_as:
         save(fig, save_as)
     return fig
+
+
+# --------------------------------------------------------------------------- notebooks 00-02
+
+
+def rank_frequency_chart(counts: Sequence[int], *, half: int | None = None, title: str | None = None,
+                         save_as: str | None = None):
+    """Requests per key against the key's popularity rank, both axes logarithmic, where a power law (a Zipf-like
+    stream) is a straight line. ``counts`` are sorted from the most requested key down; ``half``, the number of
+    most requested keys that carry half of the requests, is marked by a dashed line."""
+    import numpy as np
+
+    counts = np.asarray(counts, dtype=float)
+    if counts.ndim != 1 or not counts.size:
+        raise ValueError("rank_frequency_chart needs the request count of at least one key")
+    if (np.diff(counts) > 0).any():
+        raise ValueError("counts must be sorted from the most requested key down")
+    if half is not None:
+        half = arguments.integer("half", half, minimum=1)
+    ranks = np.arange(1, counts.size + 1)
+    fig = curve_chart(ranks, {"requests per key": counts}, xlabel="popularity rank (log scale)",
+                      ylabel="requests (log scale)", logx=True, logy=True, markers=False)
+    ax = fig.axes[0]
+    if half is not None:
+        ax.axvline(half, color="gray", ls="--", lw=1)
+        ax.text(half * 1.1, counts.max() / 2, f"ranks 1-{half}:\nhalf of the requests", color="gray", fontsize=9)
+    return _finish(fig, ax, title, save_as)
+
+
+def curve_panels(x: Sequence[float], panels: Mapping[str, Mapping], *, xlabel: str, save_as: str | None = None,
+                 width: float = 5.5, height: float = 4.0):
+    """Curves against the same ``x``, in panels side by side: ``panels`` maps a panel's title to the keyword
+    arguments of :func:`curve_chart` for that panel (``curves`` and ``ylabel`` at least; ``logy``,
+    ``ns_axis``...). For two views of one experiment, such as calls and time against the same budget."""
+    arguments.instance("panels", panels, Mapping)
+    if not panels:
+        raise ValueError("curve_panels needs at least one panel")
+    fig, axes = plt.subplots(1, len(panels), figsize=(width * len(panels), height), squeeze=False)
+    for ax, (title, kwargs) in zip(axes[0], panels.items(), strict=True):
+        arguments.instance(f"panel {title!r}", kwargs, Mapping)
+        curve_chart(x, xlabel=xlabel, title=title, ax=ax, **kwargs)
+    fig.tight_layout()
+    if save_as:
+        save(fig, save_as)
+    return fig
+
+
+def knee_chart(grid: Sequence[int], grid_ratios: Sequence[float], sizes: Sequence[int], ratios: Sequence[float],
+               *, knee: int, ceiling: float | None = None, label: str = "hit ratio", title: str | None = None,
+               save_as: str | None = None):
+    """A hit-ratio curve seen twice, side by side: on a linear axis over ``grid``, where the curve bends, with
+    ``knee`` marked (the size from which each entry buys less than the average one,
+    :func:`cachelab.workload.diminishing_returns`); and on a log axis over ``sizes``, the whole range."""
+    if knee not in grid:
+        raise ValueError(f"knee ({knee}) must be one of the sizes of grid")
+    knee_ratio = grid_ratios[list(grid).index(knee)]
+    fig, (linear, logarithmic) = plt.subplots(1, 2, figsize=(12, 4.2), sharey=True)
+    hit_ratio_chart(grid, {label: grid_ratios}, ceiling=ceiling, logx=False, ax=linear,
+                    title="Linear sizes: the curve bends")
+    linear.axvline(knee, color="gray", ls=":", lw=1)
+    linear.annotate(f"from {knee} entries on, each entry\nbuys less than the average one", (knee, knee_ratio),
+                    xytext=(knee + 0.07 * (max(grid) - min(grid)), knee_ratio - 0.25), fontsize=9,
+                    arrowprops={"arrowstyle": "->", "color": "gray"})
+    hit_ratio_chart(sizes, {label: ratios}, ceiling=ceiling, ax=logarithmic, title="Powers of two, log axis: the "
+                    "whole range")
+    if title:
+        fig.suptitle(title, fontweight="bold")
+    fig.tight_layout()
+    if save_as:
+        save(fig, save_as)
+    return fig

@@ -200,7 +200,8 @@ def test_the_runner_measures_a_claim_not_shown_again_up_to_three_attempts(tmp_pa
 
 @pytest.mark.notebook
 def test_a_cell_executed_on_its_own_measures_a_claim_not_shown_again(tmp_path, monkeypatch):
-    """The exercises' verification executes one cell at a time (``execute_cell``): a claim is measured again there too."""
+    """The exercises' verification executes one cell at a time (``execute_cell``): a claim not shown is measured
+    again there too."""
     from cachelab.kit.notebooks import notebook_client
 
     monkeypatch.setenv("CACHELAB_CLAIMS", "strict")
