@@ -122,7 +122,9 @@ def _import_path(func: Callable) -> tuple[str, str]:
     if not module or not qualname or module == "__main__" or "<" in qualname:
         raise ValueError(
             f"{func!r} cannot be imported by another process: it was defined in a notebook cell, a script "
-            f"or inside a function. Move it to a module (a .py file) to share its cache across processes.")
+            f"or inside a function, and call_in_fresh_process imports the function it calls by module and name. "
+            f"Define it in a module (a .py file) to call it this way; joblib itself still shares the cache of such "
+            f"a function (joblib.Parallel ships it to its workers).")
     return module, qualname
 
 
@@ -200,9 +202,10 @@ def call_once(memorized, *args, **kwargs):
     ``memorized`` is a ``joblib.Memory(...).cache(func)``. On a miss, an exclusive ``flock`` on a file named
     after the call (in the cache folder's ``.locks/``) is held while joblib computes and stores; another
     process missing the same call blocks on the lock, then finds the result on disk and loads it. A hit
-    takes no lock. ``flock`` works between processes of one machine on a local disk (Linux and macOS; not on
-    Windows, and not reliably over NFS). The lock is released when the process dies, so a crash cannot
-    block the others.
+    takes no lock. ``flock`` works between processes of one machine (Linux and macOS; not on Windows). Over NFS,
+    Linux clients since 2.6.12 emulate it with a byte-range lock on the whole file, which the server arbitrates
+    between machines, unless the folder is mounted with ``local_lock=flock`` (``flock(2)``, ``nfs(5)``). The
+    lock is released when the process dies, so a crash cannot block the others.
     """
     if memorized.check_call_in_cache(*args, **kwargs):
         return memorized(*args, **kwargs)
@@ -270,7 +273,7 @@ HIT_STEPS: dict[str, tuple[str, str]] = {
     "match the arguments to the signature (inspect)": ("joblib.memory", "filter_args"),
     "hash the arguments (pure-Python pickler, MD5)": ("joblib.hashing", "hash"),
     "name the function and find its source file": ("joblib.memory", "get_func_name"),
-    "check the function's code (in memory)": ("joblib.memory:MemorizedFunc", "_check_previous_func_code"),
+    "check the function's code": ("joblib.memory:MemorizedFunc", "_check_previous_func_code"),
     "stat output.pkl": ("joblib._store_backends:FileSystemStoreBackend", "contains_item"),
     "open and read metadata.json": ("joblib._store_backends:FileSystemStoreBackend", "get_metadata"),
     "open and unpickle output.pkl": ("joblib._store_backends:FileSystemStoreBackend", "load_item"),

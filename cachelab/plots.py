@@ -9,6 +9,12 @@
   each curve with its own line style and marker so that none hides another.
 * :func:`hit_ratio_chart`: hit ratio against cache size, for one or more policies, with the ceiling of a
   cache that starts empty and, given one, Belady's optimal (OPT) curve.
+* :func:`marked_panels`: curve charts side by side, each with its own x and vertical marks (an event, a
+  crossover).
+* :func:`hit_ratio_panels`: hit ratio against cache size in panels side by side, with reference curves
+  (OPT, A0...) per panel, for policies that may be undefined at some sizes.
+* :func:`share_chart`: how a whole splits into steps (shares of one operation's time), one bar per step and
+  series, on a linear axis in percent.
 * :func:`distribution_chart`: empirical CDFs of latencies.
 * :func:`bar_chart`: counts by category, on a linear axis (with ``logy=True`` it draws dots instead).
 * :func:`percentile_timeline`: latency percentiles (p50, p99) per time step, in stacked panels that share
@@ -297,6 +303,122 @@ def hit_ratio_chart(sizes: Sequence[int], ratios: Mapping[str, Sequence[float]],
     if save_as:
         save(fig, save_as)
     return fig
+
+
+_PANEL_KEYS = {"x", "curves", "xlabel", "ylabel", "title", "logx", "logy", "percent", "ns_axis", "markers", "styles",
+               "marks", "yformat"}
+
+
+def marked_panels(panels: Sequence[Mapping], *, sharey: bool = False, save_as: str | None = None,
+                  width: float = 6.0, height: float = 4.3):
+    """Curve charts side by side, one per entry of ``panels``; returns the figure.
+
+    Each panel is a mapping of :func:`curve_chart`'s arguments (``x``, ``curves``, ``xlabel``, ``ylabel``, and
+    optionally ``title``, ``logx``, ``logy``, ``percent``, ``ns_axis``, ``markers``, ``styles``), plus ``marks``,
+    ``{label: x}`` drawn as grey dashed vertical lines (an empty label draws the line alone), and ``yformat``, a
+    function ``value -> text`` for the y tick labels.
+    """
+    panels = list(panels)
+    if not panels:
+        raise ValueError("marked_panels needs at least one panel")
+    for i, panel in enumerate(panels):
+        arguments.instance(f"panel {i}", panel, Mapping)
+        unknown = set(panel) - _PANEL_KEYS
+        missing = {"x", "curves", "xlabel", "ylabel"} - set(panel)
+        if unknown or missing:
+            raise ValueError(f"panel {i}: unknown keys {sorted(unknown)}, missing keys {sorted(missing)}")
+    fig, axes = plt.subplots(1, len(panels), figsize=(width * len(panels), height), sharey=sharey, squeeze=False)
+    for ax, panel in zip(axes[0], panels, strict=True):
+        options = {k: v for k, v in panel.items() if k not in {"x", "curves", "xlabel", "ylabel", "marks", "yformat"}}
+        curve_chart(panel["x"], panel["curves"], xlabel=panel["xlabel"], ylabel=panel["ylabel"], ax=ax, **options)
+        if panel.get("yformat") is not None:
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos, f=panel["yformat"]: f(v)))
+        for label, x in (panel.get("marks") or {}).items():
+            ax.axvline(x, color="gray", ls="--", lw=1, label=label or None)
+        if panel.get("marks") and any(panel["marks"]):
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    if save_as:
+        save(fig, save_as)
+    return fig
+
+
+BOUND_STYLES = ({"color": "black", "ls": "-", "marker": "*", "ms": 7, "lw": 1.6},
+                {"color": "black", "ls": "--", "marker": "x", "ms": 6, "lw": 1.4},
+                {"color": "dimgray", "ls": ":", "marker": "+", "ms": 7, "lw": 1.4})
+
+
+def hit_ratio_panels(sizes: Sequence[int], panels: Mapping[str, Mapping[str, Sequence[float]]], *,
+                     bounds: Mapping[str, Mapping[str, Sequence[float]]] | None = None,
+                     ceiling: float | None = None, ceiling_label: str = CEILING_LABEL,
+                     save_as: str | None = None, width: float = 6.0, height: float = 4.6):
+    """Hit ratio (percent) against cache size (log scale), one panel per entry of ``panels``, side by side.
+
+    ``panels`` maps a panel's title to ``{policy: hit ratio at each size}``; a ratio may be NaN where a policy
+    is not defined at that size (it is left out of the line). ``bounds`` maps a panel's title to reference
+    curves, ``{label: hit ratio at each size}`` (Belady's OPT, the A0 bound...), drawn in black with a style
+    each. ``ceiling`` (dashed) is the share of requests that repeat an earlier one. The panels share the y axis.
+    """
+    import math
+
+    arguments.instance("panels", panels, Mapping)
+    if not panels or len(sizes) == 0:
+        raise ValueError("hit_ratio_panels needs at least one panel and one cache size")
+    bounds = dict(bounds or {})
+    unknown = set(bounds) - set(panels)
+    if unknown:
+        raise ValueError(f"bounds name panels that do not exist: {sorted(unknown)}")
+    for title, curves in [*panels.items(), *bounds.items()]:
+        for label, ys in curves.items():
+            if len(ys) != len(sizes):
+                raise ValueError(f"{title}: {label!r} has {len(ys)} points for {len(sizes)} sizes")
+            if any(not (math.isnan(y) or 0 <= y <= 1) for y in ys):
+                raise ValueError(f"{title}: {label!r}: hit ratios are fractions between 0 and 1 (or NaN)")
+    fig, axes = plt.subplots(1, len(panels), figsize=(width * len(panels), height), sharey=True, squeeze=False)
+    for ax, (title, curves) in zip(axes[0], panels.items(), strict=True):
+        curve_chart(sizes, curves, xlabel="cache size (entries, log scale)", ylabel="hit ratio", logx=True,
+                    percent=True, ax=ax)
+        for i, (label, ys) in enumerate(bounds.get(title, {}).items()):
+            ax.plot(sizes, ys, label=label, zorder=1, **BOUND_STYLES[i % len(BOUND_STYLES)])
+        if ceiling is not None:
+            ax.axhline(ceiling, ls="--", color="gray", lw=1, label=ceiling_label, zorder=0)
+        step = -(-len(sizes) // 8)
+        ax.set_xticks(list(sizes), [_plain_number(v) if i % step == 0 else "" for i, v in enumerate(sizes)])
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_ylim(0, 1.02)
+        ax.set_title(title)
+        ax.legend(fontsize=8, loc="lower right")
+    for ax in axes[0][1:]:
+        ax.set_ylabel("")
+    fig.tight_layout()
+    if save_as:
+        save(fig, save_as)
+    return fig
+
+
+def share_chart(shares: Mapping[str, Mapping[str, float]], *, title: str | None = None,
+                xlabel: str = "share of the whole", ax=None, save_as: str | None = None):
+    """Horizontal bars: ``{series: {step: share}}``, a group of bars per step (the same steps in every series),
+    shares as fractions read in percent. For where one operation's time goes, step by step."""
+    arguments.instance("shares", shares, Mapping)
+    if not shares:
+        raise ValueError("share_chart needs at least one series")
+    steps = list(next(iter(shares.values())))
+    if any(list(s) != steps for s in shares.values()):
+        raise ValueError("every series needs the same steps, in the same order")
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(8, 0.28 * len(steps) * len(shares) + 1.6))
+    height = 0.8 / len(shares)
+    for i, (label, share) in enumerate(shares.items()):
+        ys = [j + (i - (len(shares) - 1) / 2) * height for j in range(len(steps))]
+        ax.barh(ys, [share[s] for s in steps], height=height * 0.95, label=label, color=PALETTE[i % len(PALETTE)])
+    ax.set_yticks(range(len(steps)), steps)
+    ax.invert_yaxis()
+    ax.xaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.set_xlabel(xlabel)
+    ax.grid(axis="y", visible=False)
+    if len(shares) > 1:
+        ax.legend(loc="lower right")
+    return _finish(fig, ax, title, save_as)
 
 
 def distribution_chart(samples: Mapping[str, Iterable[float]], *, title: str = "Latency distribution",

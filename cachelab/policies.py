@@ -12,6 +12,8 @@ for the value; the cache, its eviction and its bookkeeping are the library's own
 * :func:`hit_ratio_curves`: hit ratio against cache size, one curve per policy, on the same stream.
 * :func:`belady`, :func:`belady_curve`: Belady's optimal replacement (OPT), which knows the future: the
   most hits any eviction policy can get on a stream, at each size.
+* :func:`a0`, :func:`a0_curve`: A0, which knows each key's popularity but not the future: on a stream of
+  independent requests, the best a policy that cannot see ahead can do.
 * :func:`most_requested`, :func:`warm`: yesterday's hottest keys, preloaded into today's cache.
 * :func:`cumulative_hit_ratio`, :func:`rolling_hit_ratio`: how the hit ratio evolves along a stream.
 """
@@ -186,6 +188,50 @@ def belady_curve(stream: Sequence[Hashable], sizes: Iterable[int]) -> list[float
     """Belady's optimal hit ratio on ``stream`` at each of ``sizes``: the ceiling of any eviction policy."""
     stream = list(stream)
     return [belady(stream, size).hit_ratio for size in sizes]
+
+
+def a0(stream: Iterable[Hashable], maxsize: int, popularity: Mapping[Hashable, float], *,
+       keep_flags: bool = False) -> Replay:
+    """Replay ``stream`` through A0 (Aho, Denning and Ullman, JACM 1971) with ``maxsize`` entries.
+
+    A0 knows how likely each key is to be asked (``popularity``: a probability, or any score where more is
+    more likely; a key it does not list counts as the least likely) and nothing about the order of the
+    requests. Every miss is stored, as every cachetools policy does; when the cache is full, A0 evicts the
+    cached key least likely to be asked. When requests are drawn independently from fixed probabilities
+    (the independent reference model, which :func:`cachelab.workload.zipf_stream` follows), no policy that
+    stores every miss and cannot see the future has a lower expected miss rate (Aho, Denning and Ullman
+    prove it): the gap between A0 and :func:`belady` is what knowing the future is worth, which no real
+    policy can recover on such a stream.
+    """
+    maxsize = int(maxsize)
+    if maxsize < 0:
+        raise ValueError(f"maxsize must be >= 0, not {maxsize!r}")
+    if not isinstance(popularity, Mapping):
+        raise TypeError(f"popularity must be a mapping of keys to scores, not {type(popularity).__name__}")
+    cached: set = set()
+    coldest: list[tuple[float, int, Hashable]] = []  # a min-heap on popularity, one entry per cached key
+    hits = requests = 0
+    flags: list[bool] | None = [] if keep_flags else None
+    for key in stream:
+        requests += 1
+        hit = key in cached
+        if hit:
+            hits += 1
+        elif maxsize > 0:
+            if len(cached) >= maxsize:
+                cached.discard(heapq.heappop(coldest)[2])  # the cached key least likely to be asked
+            cached.add(key)
+            heapq.heappush(coldest, (float(popularity.get(key, -math.inf)), requests, key))
+        if flags is not None:
+            flags.append(hit)
+    return Replay(hits, requests - hits, None if flags is None else np.asarray(flags, dtype=bool))
+
+
+def a0_curve(stream: Sequence[Hashable], sizes: Iterable[int], popularity: Mapping[Hashable, float]) -> list[float]:
+    """A0's hit ratio on ``stream`` at each of ``sizes``: the best a policy that cannot see the future can do on a
+    stream of independent requests (see :func:`a0`)."""
+    stream = list(stream)
+    return [a0(stream, size, popularity).hit_ratio for size in sizes]
 
 
 def best_policy(curves: Mapping[str, Sequence[float]], index: int) -> str:

@@ -243,3 +243,25 @@ def test_no_policy_beats_belady_and_belady_reaches_the_ceiling_when_everything_f
     assert opt[1] > curves["LRU"][1] + 0.05, "at a small size OPT should be well above LRU on a Zipf stream"
     with pytest.raises(ValueError):
         policies.belady(stream, -1)
+
+
+def test_a0_evicts_the_least_popular_cached_key_and_stores_every_miss():
+    popularity = {"a": 3, "b": 2, "c": 1}
+    # 2 slots: a b | c evicts b (the less popular of a, b) | a hit | b evicts c | c evicts b
+    result = policies.a0(["a", "b", "c", "a", "b", "c"], 2, popularity, keep_flags=True)
+    assert result.hit_flags.tolist() == [False, False, False, True, False, False]
+    assert policies.a0(["x", "x"], 0, popularity).hits == 0
+    with pytest.raises(TypeError, match="mapping"):
+        policies.a0(["a"], 1, ["a"])
+
+
+def test_a0_lies_between_the_real_policies_and_opt_on_independent_requests():
+    keys = list(range(400))
+    stream = workload.zipf_stream(keys, 20_000, seed=11)
+    popularity = dict(zip(keys, workload.zipf_weights(len(keys)), strict=True))
+    for size in (10, 40, 160):
+        bound = policies.a0(stream, size, popularity).hits
+        assert bound <= policies.belady(stream, size).hits
+        assert bound >= max(policies.replay(policies.make_cache(p, size), stream).hits for p in ("LRU", "FIFO"))
+    assert policies.a0_curve(stream, [10, 40], popularity) == [
+        policies.a0(stream, s, popularity).hit_ratio for s in (10, 40)]
