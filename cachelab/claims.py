@@ -349,7 +349,9 @@ def judge(statement: str, a, b, *, at_least: float | None = None, at_most: float
 
     ``a`` and ``b`` are :class:`~cachelab.timing.Timing` objects or sequences of numbers (throughputs of
     repeated runs, counts). They are paired when ``paired=True``, or by default when both are timings
-    taken in turn by one :func:`~cachelab.timing.measure_together` call. ``statistic`` is ``"median"``
+    taken in turn by one :func:`~cachelab.timing.measure_together` call. ``b`` may also be a number, a
+    value known without measuring it (what a mechanism guarantees): each sample of ``a`` is then compared
+    with it, by the sign test's interval for the median of ``a - b`` (or ``a / b``). ``statistic`` is ``"median"``
     (rank-based intervals) or ``"mean"``, ``"p90"``, ``"p99"`` (bootstrap; at least 100 samples a side,
     unpaired). ``condition``: where the claim holds; when it does not hold here, the verdict is
     :data:`NOT_APPLICABLE` and nothing is judged.
@@ -372,6 +374,11 @@ def judge(statement: str, a, b, *, at_least: float | None = None, at_most: float
     if condition is not None:
         arguments.instance("condition", condition, Condition)
     xa, name_a, group_a = _samples(a, "a")
+    one_sample = isinstance(b, int | float | np.integer | np.floating) and not isinstance(b, bool | np.bool_)
+    if one_sample:  # a value known without measuring it: every sample of a against it
+        if paired is False:
+            raise ValueError("a number as b is compared with each sample of a: that comparison is paired")
+        b_name, b, paired = b_name or f"{float(b):g}", np.full(xa.size, float(b)), True
     xb, name_b, group_b = _samples(b, "b")
     a_name, b_name = a_name or name_a, b_name or name_b
     if paired is None:
@@ -397,7 +404,7 @@ def judge(statement: str, a, b, *, at_least: float | None = None, at_most: float
         if d.size < 2:
             raise ValueError("a paired claim needs at least two pairs")
         est, low, high, cov = sign_interval(d)
-        method = f"{d.size} pairs taken in turn"
+        method = f"{d.size} samples against {b_name}" if one_sample else f"{d.size} pairs taken in turn"
     else:
         la, lb = (np.log(xa), np.log(xb)) if scale == "ratio" else (xa, xb)
         est, low, high, cov = shift_interval(la, lb)
@@ -458,7 +465,7 @@ def raise_if_strict(verdict: Verdict) -> None:
     if verdict.verdict == REVERSED:
         raise ClaimReversed(verdict.sentence())
     if verdict.verdict == NOT_SHOWN:
-        raise ClaimNotShown(f"(attempt {verdict.attempt} of {ATTEMPTS}) {verdict.sentence()}")
+        raise ClaimNotShown(f"(judged {verdict.attempt} time(s) in this kernel) {verdict.sentence()}")
 
 
 def load_log(path: Path) -> list[dict]:

@@ -102,6 +102,17 @@ def test_counts_are_compared_as_differences():
     assert judge("no difference", [3, 4, 5], [4, 3, 5], at_least=0, scale="difference").verdict == NOT_SHOWN
 
 
+def test_a_number_as_b_compares_each_sample_with_it():
+    refills = [1.5, 2.0, 1.0, 2.5, 1.75, 2.0, 3.0, 1.5, 2.25]  # one sample at the value itself
+    v = judge("a refill costs more than one query", refills, 1, at_least=0, scale="difference")
+    assert v.shown and v.method == "9 samples against 1" and v.b_name == "1"
+    assert v.low == 0.5, "from 9 samples the interval leaves out the most extreme one on each side"
+    assert judge("x", [1.0, 1.0, 2.0] + [1.0] * 6, 1.0, at_least=0, scale="difference").verdict == NOT_SHOWN
+    assert judge("x", [0.5] * 9, 1.0, at_least=1).verdict == REVERSED
+    with pytest.raises(ValueError, match="paired"):
+        judge("x", refills, 1.0, at_least=0, scale="difference", paired=False)
+
+
 def test_a_tail_is_judged_by_bootstrap_and_needs_many_samples():
     rng = np.random.default_rng(3)
     before, after = rng.lognormal(0, 1, 2000) * 4, rng.lognormal(0, 1, 2000)
@@ -160,9 +171,9 @@ def test_under_strict_a_claim_not_shown_or_reversed_raises(tmp_path, monkeypatch
     lab.claim("shown", noisy(200, 11), noisy(100, 11), at_least=1, paired=True)
     with pytest.raises(claims.ClaimReversed):
         lab.claim("reversed", noisy(80, 11), noisy(100, 11), at_least=1, paired=True)
-    with pytest.raises(claims.ClaimNotShown, match="attempt 1 of 3"):
+    with pytest.raises(claims.ClaimNotShown, match="judged 1 time"):
         lab.claim("no effect", noisy(100, 11, 0.4), noisy(100, 11, 0.4), at_least=1, paired=True)
-    with pytest.raises(claims.ClaimNotShown, match="attempt 2 of 3"):  # the cell again: its second attempt
+    with pytest.raises(claims.ClaimNotShown, match="judged 2 time"):  # the cell again: its second attempt
         lab.claim("no effect", noisy(100, 11, 0.4), noisy(100, 11, 0.4), at_least=1, paired=True)
 
 

@@ -77,7 +77,11 @@ def check_cells(nb):
     return [c for c in nb.cells if eb.is_check(c)]
 
 
-def tiny_notebook(check_source="check_equal(square(3), 9)\ncheck_equal(answer, 49)", solution=SOLUTION,
+CHECKED = "with checking():\n    check_equal(square(3), 9)\n    check_equal(answer, 49)"
+UNWRAPPED = "check_equal(square(3), 9)\ncheck_equal(answer, 49)"  # the placeholder's NotImplementedError escapes
+
+
+def tiny_notebook(check_source=CHECKED, solution=SOLUTION,
                   wrong=(WRONG_SQUARE,)):
     """A notebook with the series' conventions: two exercises with known-wrong answers, a cell after the last check."""
     nb = new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
@@ -213,9 +217,7 @@ def test_executing_a_notebook_in_place_does_not_change_its_copy(tmp_path):
 # --------------------------------------------------------------------------- verification in a real kernel
 
 def test_verify_passes_good_checks_and_flags_bad_ones(tmp_path):
-    checked = "with checking():\n    check_equal(square(3), 9)\n    check_equal(answer, 49)"
-    good = eb.verify_exercises(write(tiny_notebook(check_source=checked), tmp_path / "01_good.ipynb"),
-                               results_dir=tmp_path)
+    good = eb.verify_exercises(write(tiny_notebook(), tmp_path / "01_good.ipynb"), results_dir=tmp_path)
     assert [r.ok for r in good] == [True, True], [r.describe() for r in good]
     assert "NotYet" in good[0].placeholder_error and "NotImplementedError" in good[0].placeholder_error
     assert "NotYet" in good[1].placeholder_error and "add every number" in good[1].placeholder_error
@@ -229,7 +231,8 @@ def test_verify_passes_good_checks_and_flags_bad_ones(tmp_path):
                                       tmp_path / "03_wrong.ipynb"), results_dir=tmp_path)
     assert not wrong[0].ok and "fails on the solution" in wrong[0].describe()
 
-    traceback = eb.verify_exercises(write(tiny_notebook(), tmp_path / "04_traceback.ipynb"), results_dir=tmp_path)
+    traceback = eb.verify_exercises(write(tiny_notebook(check_source=UNWRAPPED), tmp_path / "04_traceback.ipynb"),
+                                    results_dir=tmp_path)
     assert not traceback[0].ok and "traceback on the placeholder" in traceback[0].describe(), "unwrapped: a traceback"
 
 
@@ -297,8 +300,7 @@ def test_verify_catches_a_check_that_accepts_a_wrong_answer(tmp_path):
     assert "accepts the known-wrong answer in cell 4 (def square(x):)" in first.describe()
     assert "cell 5 (def square(x):)" in first.describe()
 
-    strict = "check_equal(square(3), 9)\ncheck_equal(answer, 49)"
-    results = eb.verify_exercises(write(tiny_notebook(check_source=strict, wrong=(WRONG_ANSWER, WRONG_SQUARE)),
+    results = eb.verify_exercises(write(tiny_notebook(check_source=CHECKED, wrong=(WRONG_ANSWER, WRONG_SQUARE)),
                                         tmp_path / "02_strict.ipynb"), results_dir=tmp_path)
     assert results[0].ok, results[0].describe()
     assert all(w.error.startswith("NotYet: Not yet:") for w in results[0].wrong)
