@@ -400,7 +400,7 @@ def test_prefetch_debs_downloads_what_a_desktop_may_lack(tmp_path, monkeypatch):
     monkeypatch.setattr(prefetch.shutil, "which", lambda name: f"/usr/bin/{name}")
     graph = {"memcached": [["libevent-2.1-7"], ["libc6"]], "redis-server": [["redis-tools"]],
              "redis-tools": [["libc6"], ["libjemalloc2"]], "wrk": [["libc6"]], "libc6": [], "libevent-2.1-7": [],
-             "libjemalloc2": [], "dpkg": [["libc6"]]}
+             "libjemalloc2": [], "dpkg": [["libc6"]], "nginx": [["nginx-common"], ["libc6"]], "nginx-common": []}
     priorities = {"dpkg": "required", "libc6": "optional"}
     calls = []
 
@@ -422,8 +422,9 @@ def test_prefetch_debs_downloads_what_a_desktop_may_lack(tmp_path, monkeypatch):
     download = next((cmd, kw) for cmd, kw in calls if cmd[:2] == ["apt-get", "download"])
     folder = tmp_path / "debs" / "ubuntu-24.04-amd64"
     assert download[1]["cwd"] == folder
-    assert sorted(download[0][2:]) == ["libevent-2.1-7", "libjemalloc2", "memcached", "redis-server", "redis-tools",
-                                       "wrk"], "libc6 is what dpkg (required) needs: every install has it"
+    assert sorted(download[0][2:]) == ["libevent-2.1-7", "libjemalloc2", "memcached", "nginx", "nginx-common",
+                                       "redis-server", "redis-tools", "wrk"], \
+        "libc6 is what dpkg (required) needs: every install has it"
     script = (folder / "install.sh").read_text()
     assert "Ubuntu 24.04.1 LTS" in script and "dpkg -i" in script
     assert "sudo sh wheelhouse/debs/ubuntu-24.04-amd64/install.sh" in said[-1]
