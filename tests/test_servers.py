@@ -319,3 +319,32 @@ def test_delete_keys_skips_what_cannot_be_a_key(memcached_server):
                                                   ""]) == 1
     assert raw.get("cachelab:99_del:a") is None
     raw.close()
+
+
+def test_bulk_writes_ask_a_server_the_project_did_not_start_for_room_first(redis_server, memcached_server):
+    """No demo pushes a user's keys out of a full cache: room_for says no on a full or evicting server."""
+    from pymemcache.client.base import Client
+
+    from cachelab.servers.discovery import MemcachedEndpoint, RedisEndpoint, Servers
+
+    theirs = Servers(RedisEndpoint("environment", False, redis_server.url),
+                     MemcachedEndpoint("environment", False, [memcached_server.address]))
+    ours = Servers(RedisEndpoint("private", True, redis_server.url),
+                   MemcachedEndpoint("private", True, [memcached_server.address]))
+    assert ours.room_for("memcached", 10**9)[0] and ours.room_for("redis", 10**9)[0]
+    ok, why = theirs.room_for("memcached", 1_000_000)
+    assert ok, why
+    assert not theirs.room_for("memcached", 10**9)[0], "a plan bigger than the node: no"
+    client = Client(memcached_server.address, connect_timeout=1, timeout=2)
+    limit = int(client.stats()[b"limit_maxbytes"])
+    value = b"x" * 500_000
+    for i in range(2 * limit // len(value)):  # the node fills and evicts
+        client.set(f"filler:{i}", value, noreply=False)
+    ok, why = theirs.room_for("memcached", 1000)
+    assert not ok and "evicted" in why, why
+    import redis
+
+    r = redis.Redis.from_url(redis_server.url)
+    r.config_set("maxmemory", str(int(r.info("memory")["used_memory"]) + 1_000_000))
+    assert theirs.room_for("redis", 100_000)[0] and not theirs.room_for("redis", 1_000_000)[0]
+    assert "bulk" in theirs.describe() and "bulk" not in ours.describe()

@@ -26,6 +26,23 @@ from .config import ServersUnavailable
 from .managed import ManagedServer, is_server_pid, pid_alive, start_memcached, start_redis
 
 
+def _redis_version(client) -> str:
+    """The server's version: from ``INFO server``, or, for a user whose ACL leaves out ``@dangerous`` (where
+    ``INFO`` belongs, as for a participant's user on a room's shared server), from ``HELLO``, which every
+    connection may send."""
+    from redis.exceptions import NoPermissionError
+
+    try:
+        return str(client.info("server").get("redis_version", "?"))
+    except NoPermissionError:
+        reply = client.execute_command("HELLO")
+        if isinstance(reply, list | tuple):  # RESP2: a flat list of names and values
+            reply = dict(zip(reply[::2], reply[1::2], strict=True))
+        reply = {(k.decode() if isinstance(k, bytes) else k): v for k, v in reply.items()}
+        version = reply.get("version", "?")
+        return version.decode() if isinstance(version, bytes) else str(version)
+
+
 @dataclass
 class Endpoint:
     """Where one service is, who provided it, and whether the project started it (``owned``)."""
@@ -90,9 +107,10 @@ class Servers:
         out = {}
         try:
             client = self.redis_client()
-            info = client.info("server")
-            out["redis"] = info.get("redis_version", "?")
-            client.close()
+            try:
+                out["redis"] = _redis_version(client)
+            finally:
+                client.close()
         except Exception as exc:  # noqa: BLE001 - a banner must not fail
             out["redis"] = f"unavailable ({type(exc).__name__})"
         for i, (host, port) in enumerate(self.memcached.nodes):
@@ -125,8 +143,56 @@ class Servers:
             client.close()
         return float(statistics.median(times))
 
+    def room_for(self, service: str, planned_bytes: int) -> tuple[bool, str]:
+        """Whether ``planned_bytes`` more can be written without pushing anyone's keys out: ``(ok, why)``.
+
+        On a server the project started (``make servers``, a private one), always. On anyone else's (the
+        environment's, docker compose's, a room's), only while the server reports room for four times the plan
+        and has never evicted (memcached ``stats``: ``limit_maxbytes``, ``bytes``, ``evictions``; Redis ``INFO
+        memory``: ``maxmemory``, ``used_memory``; with no ``maxmemory``, 64 MB at most). A demo that writes in bulk
+        asks first, and writes to a private server, or less, when the answer is no.
+        """
+        if service not in ("redis", "memcached"):
+            raise ValueError(f"service must be 'redis' or 'memcached', not {service!r}")
+        planned = arguments.integer("planned_bytes", planned_bytes, minimum=0)
+        endpoint = self.redis if service == "redis" else self.memcached
+        if endpoint.owned:
+            return True, f"{service} was started by cachelab ({endpoint.source})"
+        try:
+            if service == "memcached":
+                stats = [probes.memcached_stats(host, port) for host, port in endpoint.nodes]
+                if any(not s for s in stats):
+                    return False, "a memcached node did not answer `stats`"
+                evicted = sum(int(s.get("evictions", 0)) for s in stats)
+                free = min(int(s["limit_maxbytes"]) - int(s["bytes"]) for s in stats)
+                if evicted:
+                    return False, f"the memcached nodes have evicted {evicted:,} items already: they are full"
+                need = 4 * planned  # spread over the nodes, but one node may get most of a small plan
+                return (free >= need, f"the fullest memcached node has {free / 1e6:,.1f} MB free, "
+                        f"{'enough' if free >= need else 'not enough'} for {planned / 1e6:,.1f} MB four times over")
+            client = self.redis_client()
+            try:
+                info = client.info("memory")
+            finally:
+                client.close()
+            limit, used = int(info.get("maxmemory", 0)), int(info.get("used_memory", 0))
+            if not limit:
+                ok = planned <= 64_000_000
+                return ok, (f"Redis has no maxmemory; a plan of {planned / 1e6:,.1f} MB is "
+                            f"{'within' if ok else 'over'} 64 MB")
+            free, need = limit - used, 4 * planned
+            return (free >= need, f"Redis has {free / 1e6:,.1f} MB free under its maxmemory, "
+                    f"{'enough' if free >= need else 'not enough'} for {planned / 1e6:,.1f} MB four times over")
+        except Exception as exc:  # noqa: BLE001 - when in doubt, write nothing in bulk there
+            return False, f"{service} did not say how full it is ({type(exc).__name__})"
+
     def describe(self) -> str:
-        return f"{self.redis.describe()}\n{self.memcached.describe()}"
+        out = f"{self.redis.describe()}\n{self.memcached.describe()}"
+        if not (self.redis.owned and self.memcached.owned):
+            out += ("\nServers not started by cachelab: only keys under cachelab:<participant>:<notebook>: are "
+                    "written and deleted, and a demo that writes in bulk first checks that the server has room "
+                    "(Servers.room_for), so that nobody's keys are pushed out.")
+        return out
 
     def __repr__(self) -> str:
         return f"Servers({self.redis.describe()}; {self.memcached.describe()})"

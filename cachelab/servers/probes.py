@@ -43,6 +43,28 @@ def memcached_version(host: str, port: int, timeout: float | None = None) -> str
     return None
 
 
+def memcached_stats(host: str, port: int, timeout: float | None = None) -> dict[str, str]:
+    """A memcached node's ``stats`` as a dict of strings, or ``{}`` when it does not answer."""
+    timeout = config.CONNECT_TIMEOUT if timeout is None else timeout
+    out, buffer = {}, b""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            sock.sendall(b"stats\r\n")
+            while not buffer.endswith(b"END\r\n"):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                buffer += chunk
+    except OSError:
+        return {}
+    for line in buffer.decode("ascii", "replace").splitlines():
+        parts = line.split(" ", 2)
+        if len(parts) == 3 and parts[0] == "STAT":
+            out[parts[1]] = parts[2]
+    return out
+
+
 def redis_ping(host: str, port: int, password: str | None, timeout: float = 0.5) -> bool:
     """Whether a Redis that accepts ``password`` answers PING on ``host:port`` (raw RESP, no client)."""
     try:
