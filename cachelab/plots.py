@@ -20,6 +20,9 @@
 * :func:`percentile_timeline`: latency percentiles (p50, p99) per time step, in stacked panels that share
   their axes, with moments (a fault, a recovery) marked.
 * :func:`time_axis`: tick labels in the unit of a time axis (``30 ms``, not ``3x10^7``), for any axis.
+* :func:`timeline_chart`: values over time as steps, with events marked and a stretch shaded.
+* :func:`requests_chart`: every request of a run as a dot (start, latency), coloured by its outcome, a
+  panel per run.
 """
 
 from __future__ import annotations
@@ -653,6 +656,81 @@ def knee_chart(grid: Sequence[int], grid_ratios: Sequence[float], sizes: Sequenc
                     "whole range")
     if title:
         fig.suptitle(title, fontweight="bold")
+    fig.tight_layout()
+    if save_as:
+        save(fig, save_as)
+    return fig
+
+
+def timeline_chart(series: Mapping[str, tuple[Sequence[float], Sequence[float]]], *, xlabel: str, ylabel: str,
+                   marks: Sequence[float] = (), span: tuple[float, float, str] | None = None,
+                   title: str | None = None, save_as: str | None = None, width: float = 8, height: float = 3.8):
+    """Values over time as steps, one line per series: ``series`` maps a label to ``(times, values)`` (a
+    ``None`` value leaves a gap), with a dotted vertical line at each of ``marks`` (an event: a write) and,
+    given ``span = (start, end, label)``, that stretch shaded (readers paused, a node down...)."""
+    arguments.instance("series", series, Mapping)
+    if not series:
+        raise ValueError("timeline_chart needs at least one series")
+    fig, ax = plt.subplots(figsize=(width, height))
+    for label, (times, values) in series.items():
+        if len(times) != len(values):
+            raise ValueError(f"series {label!r}: {len(times)} times for {len(values)} values")
+        ys = [float("nan") if v is None else v for v in values]
+        ax.step(list(times), ys, where="post", label=label)
+    for at in marks:
+        ax.axvline(at, color="gray", lw=0.6, ls=":")
+    if span is not None:
+        start, end, label = span
+        ax.axvspan(start, end, color="gray", alpha=0.15, label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(loc="lower right")
+    return _finish(fig, ax, title, save_as)
+
+
+#: The colour of each outcome of a request in :func:`requests_chart`.
+OUTCOME_COLORS = {"hit": "#8C8C8C", "stale": "#55A868", "waited": "#DD8452", "computed": "#C44E52",
+                  "missed": "#4C72B0"}
+
+
+def requests_chart(panels: Mapping[str, Mapping], *, xlabel: str, ylabel: str, save_as: str | None = None,
+                   width: float = 9, panel_height: float = 2.1, jitter: float = 0.008):
+    """Every request of a run as a dot (when it started, how long it took, on a log time axis), coloured by its
+    outcome, one panel per run, sharing both axes; shaded, the stretches where work behind them was running.
+
+    ``panels`` maps a panel's title to ``starts`` (s), ``latencies_ns``, ``outcomes`` (keys of
+    :data:`OUTCOME_COLORS`) and optionally ``shaded``, a list of ``(start, end)``. Requests other than hits
+    are spread by up to ``jitter`` seconds, so that requests that arrived at one instant stay apart.
+    """
+    import numpy as np
+
+    arguments.instance("panels", panels, Mapping)
+    if not panels:
+        raise ValueError("requests_chart needs at least one panel")
+    fig, axes = plt.subplots(len(panels), 1, figsize=(width, panel_height * len(panels)), sharex=True,
+                             sharey=True, squeeze=False)
+    for ax, (title, panel) in zip(axes[:, 0], panels.items(), strict=True):
+        starts, latencies = np.asarray(panel["starts"], float), np.asarray(panel["latencies_ns"], float)
+        outcomes = np.asarray(panel["outcomes"]).astype(str)
+        if not len(starts) == len(latencies) == len(outcomes):
+            raise ValueError(f"panel {title!r}: starts, latencies_ns and outcomes differ in length")
+        unknown = set(outcomes) - set(OUTCOME_COLORS)
+        if unknown:
+            raise ValueError(f"panel {title!r}: unknown outcomes {sorted(unknown)}")
+        for start, end in panel.get("shaded", ()):
+            ax.axvspan(start, end, color="#C44E52", alpha=0.12, lw=0)
+        spread = np.random.default_rng(0).uniform(-jitter, jitter, len(starts))
+        for outcome, color in OUTCOME_COLORS.items():
+            mask = outcomes == outcome
+            x = starts[mask] + (0 if outcome == "hit" else spread[mask])
+            ax.scatter(x, latencies[mask], s=6 if outcome == "hit" else 14, color=color, label=outcome,
+                       alpha=0.6 if outcome == "hit" else 0.8)
+        ax.set_yscale("log")
+        time_axis(ax, "y")
+        ax.set_title(title, fontsize=10, loc="left")
+    axes[0, 0].legend(loc="upper right", ncol=len(OUTCOME_COLORS), fontsize=8, markerscale=1.5)
+    axes[-1, 0].set_xlabel(xlabel)
+    fig.supylabel(ylabel)
     fig.tight_layout()
     if save_as:
         save(fig, save_as)

@@ -195,8 +195,8 @@ def xfetch_should_recompute(now: float, expiry: float, delta: float, beta: float
     ``-ln(u)`` is exponentially distributed, so the probability of recomputing with ``r`` seconds left
     is ``exp(-r / (delta * beta))``: negligible while ``r`` is many ``delta``, certain at expiry.
     """
-    u = random.random() if u is None else u
-    u = max(u, 1e-300)  # random() may return 0.0; ln(0) is -inf
+    u = 1.0 - random.random() if u is None else u  # random() is in [0, 1): 1 - random() is in (0, 1]
+    u = max(u, 1e-300)  # a u of 0 given by a caller: ln(0) is -inf
     return now - delta * beta * math.log(u) >= expiry
 
 
@@ -218,7 +218,8 @@ class XFetch(_Strategy):
     ``beta`` > 1 favours earlier recomputation, < 1 later; the paper shows ``beta = 1`` is optimal for
     its cost model. ``delta`` is what the last recomputation took, measured by the worker that did it, so
     it follows the load the key is under. ``clock`` (wall time, shared by processes) and ``rng`` can be
-    injected for tests.
+    injected for tests; ``rng`` draws from [0, 1) as ``random.random`` does, and ``u = 1 - rng()``, in
+    (0, 1], is the draw the test takes, so that ``ln(u)`` is always defined.
     """
 
     def __init__(self, client, prefix: str, compute: Callable[[str], object], *, ttl: float,
@@ -235,7 +236,7 @@ class XFetch(_Strategy):
         if raw is not None:
             record = json.loads(raw)
             if not xfetch_should_recompute(self.clock(), record["expiry"], record["delta"], self.beta,
-                                           self.rng()):
+                                           1.0 - self.rng()):
                 self._count("hits")
                 return record["value"]
             self._count("early")

@@ -285,3 +285,98 @@ def test_start_up_cleanups_of_a_whole_room_at_once_wait_for_each_other(memcached
     assert not errors, errors
     assert deleted == {who: 200 for who in people}
     assert client.get("user:precious") == b"keep me"
+
+
+# --------------------------------------------------------------------------- an ACL user per participant
+
+#: The Redis user an instructor gives each participant of a room that shares one server: their own keys and
+#: channels (``cachelab:<name>:*``), every command but the dangerous ones (FLUSHALL, KEYS, CONFIG, CLIENT
+#: KILL, INFO...). ``resetkeys resetchannels`` make the line the same whether the user exists or not.
+ACL_LINE = "ACL SETUSER {name} on >{password} resetkeys resetchannels ~cachelab:{name}:* &cachelab:{name}:* " \
+           "+@all -@dangerous"
+
+#: The cells of notebooks/06_redis.ipynb run with that user: cache-aside, the lock, XFetch and
+#: stale-while-revalidate written out, pub/sub invalidation on the notebook's channel (the tiny near cache
+#: and NearCache), delete on write and its race, the lost-message demo (which needs CLIENT LIST and says so),
+#: the security checks and the results file. ``answer`` comes from the batching cell, which is left out.
+CORE_06 = ["53a39f50", "2e6ff203", "337fba50", "r06reads", "answer = service.ask(busiest)", "70d0685b",
+           "a3928290", "r06race", "r06fence", "r06pool", "d7c1b88e", "r06lostplot", "b594e138", "61e6e032",
+           "r06swr", "0d4aaac9", "c724bda3", "87092a30"]
+
+
+def acl_user(admin, name: str, password: str, line: str = ACL_LINE) -> str:
+    """Create (or reset) the participant's user on the server ``admin`` administers; its ``REDIS_URL``."""
+    admin.execute_command(*line.format(name=name, password=password).split())
+    kwargs = admin.connection_pool.connection_kwargs
+    return f"redis://{name}:{password}@{kwargs['host']}:{kwargs['port']}/0"
+
+
+def core_of_06(tmp_path):
+    """A notebook of the cells of 06 in :data:`CORE_06`, in a ``notebooks/`` folder of its own."""
+    from cachelab.kit import notebooks
+
+    source = nbformat.read(notebooks.list_notebooks(["06"])[0], as_version=4)
+    by_id = {c.get("id"): c for c in source.cells}
+    nb = new_notebook(metadata=source.metadata)
+    nb.cells = [by_id[c] if c in by_id else new_code_cell(c) for c in CORE_06]
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    nbformat.write(nb, folder / "06_redis.ipynb")
+    return folder / "06_redis.ipynb"
+
+
+@pytest.mark.servers
+@pytest.mark.notebook
+def test_06s_core_runs_as_a_participant_whose_acl_user_is_limited_to_their_prefix(tmp_path, room_servers):
+    import redis
+
+    admin = redis.Redis.from_url(room_servers["REDIS_URL"], decode_responses=True, socket_timeout=5)
+    admin.set("user:precious", "do not touch")
+    admin.set("cachelab:dave:06_redis:k", "dave's")
+    url = acl_user(admin, "carol", "carol-secret")
+    carol = redis.Redis.from_url(url, decode_responses=True, socket_timeout=5)
+    carol.set("cachelab:carol:06_redis:k", "mine", ex=60)
+    refused = {"another's key": lambda: carol.get("cachelab:dave:06_redis:k"),
+               "a key outside the project": lambda: carol.set("user:precious", "gone"),
+               "another's channel": lambda: carol.publish("cachelab:dave:06_redis:near:invalidate", "x k"),
+               "KEYS": lambda: carol.keys("*"), "FLUSHALL": carol.flushall, "CONFIG": lambda: carol.config_get("dir"),
+               "CLIENT KILL": lambda: carol.client_kill_filter(_id=1), "INFO": carol.info}
+    for what, call in refused.items():
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            call()
+        print(f"refused: {what}")
+    carol.close()
+
+    path = core_of_06(tmp_path)
+    env = {**os.environ, "REDIS_URL": url, "MEMCACHED_SERVERS": room_servers["MEMCACHED_SERVERS"],
+           keys.PARTICIPANT_ENV: "carol", "CACHELAB_RESULTS_DIR": str(tmp_path / "results"),
+           "CACHELAB_FIGURES_DIR": str(tmp_path / "figures"), "CACHELAB_CACHE_DIR": str(tmp_path / "state"),
+           "CACHELAB_CLAIMS": ""}  # a participant's run: what is checked here is what the user may do
+    proc = subprocess.run([sys.executable, "-c", RUN_ONE, str(path)], env=env, capture_output=True, text=True,
+                          timeout=600, cwd=path.parent)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    outcome = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert outcome["ok"], outcome["error"]
+    assert admin.get("user:precious") == "do not touch" and admin.get("cachelab:dave:06_redis:k") == "dave's"
+    saved = json.loads((tmp_path / "results" / "06_redis.json").read_text())
+    assert not saved["environment"]["servers"]["redis"].startswith("unavailable"), saved["environment"]["servers"]
+    admin.close()
+
+
+@pytest.mark.servers
+def test_without_its_channel_pattern_the_participant_cannot_hear_its_own_invalidations(room_servers):
+    """The control: ``&cachelab:<name>:*`` is what lets 06's near cache subscribe; without it, NOPERM."""
+    import redis
+
+    admin = redis.Redis.from_url(room_servers["REDIS_URL"], decode_responses=True, socket_timeout=5)
+    url = acl_user(admin, "erin", "erin-secret", ACL_LINE.replace(" &cachelab:{name}:*", ""))
+    erin = redis.Redis.from_url(url, decode_responses=True, socket_timeout=5)
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        erin.publish("cachelab:erin:06_redis:near:invalidate", "x k")
+    pubsub = erin.pubsub()
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        pubsub.subscribe("cachelab:erin:06_redis:near:invalidate")
+        pubsub.get_message(timeout=2)
+    pubsub.close()
+    erin.close()
+    admin.close()

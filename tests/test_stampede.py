@@ -102,6 +102,22 @@ def test_xfetch_probability_follows_the_formula():
     assert xfetch_should_recompute(0.0, 1.0, 0.1, u=0.0)  # u = 0 does not crash
 
 
+def test_xfetch_draws_u_in_the_open_interval_that_ln_takes():
+    """random() can return 0.0, whose log is -inf: XFetch tests u = 1 - rng(), in (0, 1], never ln(0)."""
+    class Store:  # the two commands XFetch sends, in memory
+        values: dict = {}
+
+        def get(self, key):
+            return self.values.get(key)
+
+        def set(self, key, value, px=None):
+            self.values[key] = value
+
+    strategy = XFetch(Store(), PREFIX + "u:", lambda k: "new", ttl=60, clock=lambda: 1000.0, rng=lambda: 0.0)
+    strategy.client.values[PREFIX + "u:k"] = json.dumps({"value": "old", "delta": 0.5, "expiry": 1010.0})
+    assert strategy.get("k") == "old" and strategy.computes == 0  # u = 1: -ln(u) = 0, no early recomputation
+
+
 def test_xfetch_early_probability_is_the_share_of_draws_that_recompute():
     rng = random.Random(3)
     draws = [rng.random() for _ in range(20_000)]
