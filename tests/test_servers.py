@@ -227,6 +227,45 @@ def test_json_serde_refuses_foreign_flags():
         serde.deserialize("k", b"\x80\x04pickle", 1 << 3)
 
 
+def test_json_serde_flags_mean_nothing_else_to_pymemcache_and_older_values_read_or_are_refused():
+    """JSON under a bit pymemcache's serde leaves unused, bytes under 0: a co-tenant never unpickles nor int()s them."""
+    import pickle
+
+    from pymemcache.serde import FLAG_BYTES, FLAG_INTEGER, FLAG_PICKLE, pickle_serde
+
+    serde = srv.JsonSerde()
+    data, flags = serde.serialize("k", {"a": [1]})
+    assert flags == serde.JSON == 1 << 8 and not flags & 0b11111, "no bit pymemcache's serde gives a meaning"
+    assert serde.serialize("k", b"raw") == (b"raw", FLAG_BYTES)
+    assert pickle_serde.deserialize("k", data, flags) == data, "a pickle_serde reader gets the JSON as bytes"
+    assert pickle_serde.deserialize("k", b"raw", FLAG_BYTES) == b"raw"
+    assert serde.deserialize("k", b'{"a":[1]}', FLAG_INTEGER) == {"a": [1]}, "JSON an older run stored (flag 2)"
+    assert serde.deserialize("k", *pickle_serde.serialize("k", 42)) == 42, "an int's digits are its JSON too"
+    with pytest.raises(ValueError, match="pickle"):
+        serde.deserialize("k", pickle.dumps({"a": 1}), FLAG_PICKLE)
+    with pytest.raises(ValueError):
+        serde.deserialize("k", b"text", 1 << 4)
+
+
+def test_values_an_older_run_stored_still_read_or_are_refused_cleanly(memcached_server):
+    raw = Client(memcached_server.address, connect_timeout=1, timeout=2)
+    raw.set("cachelab:99_old:json", b'{"route":"JFK-LAX-07"}', flags=2, noreply=False)  # JSON, before the change
+    raw.set("cachelab:99_old:bytes", b"raw bytes", flags=1, noreply=False)  # raw bytes, before the change
+    raw.close()
+    lenient = srv.memcached_client_for([memcached_server.address], "cachelab:99_old:")
+    assert lenient.get("json") == {"route": "JFK-LAX-07"}
+    assert lenient.get("bytes") is None, "refused: with ignore_exc=True, a miss"
+    lenient.set("bytes", b"new", noreply=False)
+    assert lenient.get("bytes") == b"new" and lenient.get("json") == {"route": "JFK-LAX-07"}
+    lenient.set("old", b"x", flags=1, noreply=False)
+    strict = srv.memcached_node_client(memcached_server.address, "cachelab:99_old:")
+    with pytest.raises(ValueError, match="unknown flags 1"):
+        strict.get("old")
+    assert strict.get("json") == {"route": "JFK-LAX-07"}, "the refusal closed the connection cleanly"
+    lenient.close()
+    strict.close()
+
+
 def test_clients_are_usable_from_threads(servers):
     prefix = "cachelab:99_threads:"
     r = servers.redis_client()

@@ -76,16 +76,31 @@ class JsonSerde:
 
     The pickle serde would run code chosen by anyone who can write to the cache (the class of bug
     behind CVE-2021-33026 in Flask-Caching), so the project never uses it by default.
+
+    memcached keeps a number beside each value, its *flags*, for the client to decode it by. pymemcache's
+    own serde (``pymemcache.serde``, after python-memcache) gives each bit a meaning: 1 a pickle, 2 an int,
+    4 a long, 8 compressed, 16 text, and 0 raw bytes. So this serde writes raw bytes with :attr:`BYTES`
+    (0, which every client reads as bytes) and JSON with :attr:`JSON` (``1 << 8``, a bit no serde of those
+    uses): a client with the pickle serde reads the project's JSON as bytes, and never unpickles it or
+    ``int()``-s it. It reads :attr:`OLD_JSON` (2) as JSON too, the flag the project stored JSON with before,
+    so the values of an older run still read. It refuses every other flag with a ``ValueError``: a pickle's
+    (1) among them, which is also the flag an older run stored raw bytes with, so such a value is refused,
+    never misread (a ``HashClient`` with ``ignore_exc=True`` turns the refusal into a miss).
     """
+
+    BYTES = 0
+    JSON = 1 << 8
+    OLD_JSON = 1 << 1
 
     def serialize(self, key, value):
         if isinstance(value, bytes):
-            return value, 1
-        return json.dumps(value, separators=(",", ":")).encode(), 2
+            return value, self.BYTES
+        return json.dumps(value, separators=(",", ":")).encode(), self.JSON
 
     def deserialize(self, key, value, flags):
-        if flags == 1:
+        if flags == self.BYTES:
             return value
-        if flags == 2:
+        if flags in (self.JSON, self.OLD_JSON):
             return json.loads(value)
-        raise ValueError(f"unknown flags {flags} for key {key!r}: not written by JsonSerde")
+        what = " (pymemcache's flag of a pickle, which JsonSerde never loads)" if flags == 1 else ""
+        raise ValueError(f"unknown flags {flags}{what} for key {key!r}: not written by JsonSerde")
