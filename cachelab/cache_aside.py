@@ -132,8 +132,9 @@ def memcached_ttl_window(ttl: int, seen: float) -> str:
 
     memcached keeps time in whole seconds on a clock that one timer moves once a second; an item is gone once
     that clock reaches its expiry (``exptime <= current_time`` in ``items.c``), so a TTL of ``ttl`` seconds ends
-    at a tick between ``ttl - 1`` and ``ttl`` seconds after the set. A client that looks every few milliseconds
-    sees it a little later (a poll interval, a round trip, a timer that runs late on a busy machine).
+    at a tick about ``ttl - 1`` to ``ttl`` seconds after the set ("roughly +/- 1s", ``doc/protocol.txt``), later
+    when the timer fires late on a busy machine. A client that looks every few milliseconds sees it a little
+    later still (a poll interval, a round trip).
     """
     if not isinstance(ttl, int) or isinstance(ttl, bool) or not 1 <= ttl <= MEMCACHED_MAX_RELATIVE_TTL:
         raise ValueError(f"ttl must be a whole number of seconds from 1 to 30 days, not {ttl!r}")
@@ -152,8 +153,11 @@ class MemcachedStore:
     """A pymemcache client (``HashClient`` or ``Client``, JSON serde, ``key_prefix`` set) as a store.
 
     Writes wait for the server's reply (``noreply=False``): pymemcache's default of not waiting hides
-    refused writes, such as a value above the item size limit. TTLs above 30 days are sent as a Unix time
-    (:func:`memcached_expire`).
+    refused writes, such as a value above the item size limit. A refusal raises where the client raises
+    (``ignore_exc=False``); where it does not (a ``HashClient`` with ``ignore_exc=True``, as the series builds
+    them, answers ``False``), :meth:`set` returns ``False`` and counts it in :attr:`refused_writes`, and
+    :class:`CacheAside` counts it as a ``store_error``: never silence. TTLs above 30 days are sent as a Unix
+    time (:func:`memcached_expire`).
 
     ``failover_ttl`` caps the TTL of a write that lands on another node than the key's own (its home is
     marked dead in a ``HashClient``, whose keys then go to their runner-up). Such a copy becomes an orphan
@@ -167,6 +171,7 @@ class MemcachedStore:
         self.client = client
         self.failover_ttl = failover_ttl
         self.failover_writes = 0
+        self.refused_writes = 0  # writes the client answered False for: refused, or a node that is down
 
     def is_failover(self, key: str) -> bool:
         """Whether a write of ``key`` now would go to another node than the key's home (a ``HashClient`` only)."""
@@ -183,11 +188,16 @@ class MemcachedStore:
     def get_many(self, keys: list[str]) -> dict:
         return self.client.get_many(keys) if keys else {}
 
-    def set(self, key: str, value, ttl: float | None = None) -> None:
+    def set(self, key: str, value, ttl: float | None = None) -> bool:
+        """Store ``value``; ``False`` (counted in :attr:`refused_writes`) when the client reports it was not."""
         if self.failover_ttl is not None and self.is_failover(key):
             self.failover_writes += 1
             ttl = self.failover_ttl if ttl is None else min(ttl, self.failover_ttl)
-        self.client.set(key, value, expire=memcached_expire(ttl), noreply=False)
+        stored = self.client.set(key, value, expire=memcached_expire(ttl), noreply=False)
+        if stored is False:
+            self.refused_writes += 1
+            return False
+        return True
 
     def delete(self, key: str) -> None:
         self.client.delete(key, noreply=False)
@@ -205,7 +215,8 @@ class CacheAside:
 
     A cache that is down (connection refused, timeout) is not an outage of the service: the read
     counts as a miss and a ``store_error``, the answer comes from the backend, and the write is skipped.
-    The client's own timeouts bound how long that takes.
+    The client's own timeouts bound how long that takes. A write the store reports it did not make (its
+    ``set`` returns ``False``, as :meth:`MemcachedStore.set` does for a refused write) is a ``store_error`` too.
     """
 
     def __init__(self, store, compute: Callable[[Hashable], object], *, ttl: float, jitter: float = 0.0,
@@ -246,11 +257,14 @@ class CacheAside:
         value = self.compute(request)
         self._count("computes")
         try:
+            stored = None
             if value is None:
                 if self.negative_ttl is not None:
-                    self.store.set(key, MISSING_MARKER, self.negative_ttl)
+                    stored = self.store.set(key, MISSING_MARKER, self.negative_ttl)
             else:
-                self.store.set(key, value, jittered_ttl(self.ttl, self.jitter, rng=self.rng))
+                stored = self.store.set(key, value, jittered_ttl(self.ttl, self.jitter, rng=self.rng))
+            if stored is False:  # refused, and the client said so instead of raising
+                self._count("store_errors")
         except STORE_ERRORS:
             self._count("store_errors")
         return value

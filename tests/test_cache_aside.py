@@ -128,6 +128,24 @@ def test_memcached_store_with_expiry_and_reported_writes(memcached_server):
     assert store.get("m") is None
     with pytest.raises(MemcacheServerError):  # noreply=False: a refused write is an error, not silence
         store.set("huge", "x" * 2_000_000, 10)
+    assert store.refused_writes == 0
+
+
+def test_a_write_the_client_reports_refused_is_counted_not_silent(memcached_server):
+    """A HashClient with ignore_exc=True (the series' client) answers a refused set with False: counted."""
+    from cachelab.servers import memcached_client_for
+
+    client = memcached_client_for([memcached_server.address], PREFIX)
+    store = MemcachedStore(client)
+    assert store.set("small", "x", 10) is True and store.refused_writes == 0
+    huge = "x" * 2_000_000  # over memcached's 1 MB item limit
+    cache = CacheAside(store, lambda key: huge, ttl=10)
+    assert cache.get("huge") == huge, "the caller still gets its answer"
+    assert store.refused_writes == 1 and cache.store_errors == 1, "the refusal counted, not dropped"
+    negative = CacheAside(store, lambda key: None, ttl=10, negative_ttl=1)
+    negative.get("absent")
+    assert negative.store_errors == 0, "a write that was stored is no error"
+    client.close()
 
 
 def test_memcached_expire_sends_ttls_above_30_days_as_a_unix_time():
