@@ -266,6 +266,30 @@ def test_values_an_older_run_stored_still_read_or_are_refused_cleanly(memcached_
     strict.close()
 
 
+def test_bulk_writes_go_to_these_servers_to_private_nodes_or_nowhere(memcached_server, monkeypatch, capsys):
+    from cachelab.servers.discovery import MemcachedEndpoint, RedisEndpoint, Servers
+
+    ours = Servers(RedisEndpoint("private", True, "redis://127.0.0.1:1/0"),
+                   MemcachedEndpoint("private", True, [memcached_server.address]))
+    with ours.bulk_memcached(10**9, what="the demo") as nodes:
+        assert nodes == [memcached_server.address]
+    assert capsys.readouterr().out == "", "nothing to say when the servers are the project's own"
+    theirs = Servers(RedisEndpoint("environment", False, "redis://127.0.0.1:1/0"),
+                     MemcachedEndpoint("environment", False, [memcached_server.address]))
+    with theirs.bulk_memcached(1_000, what="the demo") as nodes:
+        assert nodes == [memcached_server.address], "room enough on a server of someone else's"
+    with theirs.bulk_memcached(10**9, what="the demo", nodes=2, memory_mb=8) as nodes:
+        assert len(nodes) == 2 and memcached_server.address not in nodes
+        assert all(srv.memcached_version(*node) for node in nodes)
+    assert not any(srv.memcached_version(*node, timeout=0.3) for node in nodes), "stopped after the block"
+    assert capsys.readouterr().out.startswith("The demo writes to 2 private memcached nodes started for it: ")
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    with theirs.bulk_memcached(10**9, what="the demo") as nodes:
+        assert nodes is None
+    out = capsys.readouterr().out
+    assert out.startswith("Skipped the demo: ") and out.count("\n") == 1, out
+
+
 def test_clients_are_usable_from_threads(servers):
     prefix = "cachelab:99_threads:"
     r = servers.redis_client()

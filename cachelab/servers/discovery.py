@@ -8,11 +8,14 @@ the pids of the detached servers started, so that only those are ever stopped.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import statistics
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -185,6 +188,38 @@ class Servers:
                     f"{'enough' if free >= need else 'not enough'} for {planned / 1e6:,.1f} MB four times over")
         except Exception as exc:  # noqa: BLE001 - when in doubt, write nothing in bulk there
             return False, f"{service} did not say how full it is ({type(exc).__name__})"
+
+    @contextlib.contextmanager
+    def bulk_memcached(self, planned_bytes: int, *, what: str = "this demo", nodes: int = 3,
+                       memory_mb: int = 16) -> Iterator[list[tuple[str, int]] | None]:
+        """The memcached nodes a bulk write of ``planned_bytes`` may use, for the length of a ``with`` block.
+
+        These servers' own nodes while :meth:`room_for` says they have room. Otherwise ``nodes`` private nodes
+        started for the block (``memory_mb`` each) and stopped after it, when the ``memcached`` binary is on
+        ``PATH``; otherwise ``None``, and the caller writes nothing in bulk. In those two cases one printed line
+        names ``what`` and says why::
+
+            with lab.servers.bulk_memcached(2_000 * 300, what="the replay") as nodes:
+                if nodes:
+                    client = lab.servers.memcached_client(lab.prefix, nodes=nodes)
+        """
+        ok, why = self.room_for("memcached", planned_bytes)
+        if ok:
+            yield list(self.memcached.nodes)
+            return
+        if shutil.which("memcached") is None:
+            print(f"Skipped {what}: {why}, and with no memcached binary on PATH no private node can stand in.")
+            yield None
+            return
+        private: list[ManagedServer] = []
+        try:
+            for _ in range(arguments.integer("nodes", nodes, minimum=1)):
+                private.append(start_memcached(memory_mb=memory_mb))
+            print(f"{what[:1].upper()}{what[1:]} writes to {nodes} private memcached nodes started for it: {why}.")
+            yield [server.address for server in private]
+        finally:
+            for server in private:
+                server.stop()
 
     def describe(self) -> str:
         out = f"{self.redis.describe()}\n{self.memcached.describe()}"
