@@ -11,9 +11,10 @@ for the value; the cache, its eviction and its bookkeeping are the library's own
 * :func:`replay`: run a stream through a cache, count hits and misses, keep the hit of each request.
 * :func:`hit_ratio_curves`: hit ratio against cache size, one curve per policy, on the same stream.
 * :func:`belady`, :func:`belady_curve`: Belady's optimal replacement (OPT), which knows the future: the
-  most hits any eviction policy can get on a stream, at each size.
+  most hits a policy that stores every miss can get on a stream, at each size.
 * :func:`a0`, :func:`a0_curve`: A0, which knows each key's popularity but not the future: on a stream of
-  independent requests, the best a policy that cannot see ahead can do.
+  independent requests, the best on average of the policies that store every miss and cannot see ahead. A
+  policy that may decline to store a miss (an admission policy, such as W-TinyLFU's) is not bound by it.
 * :func:`most_requested`, :func:`warm`: yesterday's hottest keys, preloaded into today's cache.
 * :func:`cumulative_hit_ratio`, :func:`rolling_hit_ratio`: how the hit ratio evolves along a stream.
 """
@@ -201,7 +202,10 @@ def a0(stream: Iterable[Hashable], maxsize: int, popularity: Mapping[Hashable, f
     (the independent reference model, which :func:`cachelab.workload.zipf_stream` follows), no policy that
     stores every miss and cannot see the future has a lower expected miss rate (Aho, Denning and Ullman
     prove it): the gap between A0 and :func:`belady` is what knowing the future is worth, which no real
-    policy can recover on such a stream.
+    policy that stores every miss can recover on such a stream. The bound is for those policies, and on
+    average: one that declines to store a miss less popular than its victim (admission) does better in
+    expectation, as a cache that holds only the most popular keys does; and on one finite stream, a policy
+    that stores every miss can beat A0 by luck.
     """
     maxsize = int(maxsize)
     if maxsize < 0:
@@ -228,8 +232,8 @@ def a0(stream: Iterable[Hashable], maxsize: int, popularity: Mapping[Hashable, f
 
 
 def a0_curve(stream: Sequence[Hashable], sizes: Iterable[int], popularity: Mapping[Hashable, float]) -> list[float]:
-    """A0's hit ratio on ``stream`` at each of ``sizes``: the best a policy that cannot see the future can do on a
-    stream of independent requests (see :func:`a0`)."""
+    """A0's hit ratio on ``stream`` at each of ``sizes``: on a stream of independent requests, the best on average
+    of the policies that store every miss and cannot see the future (see :func:`a0`)."""
     stream = list(stream)
     return [a0(stream, size, popularity).hit_ratio for size in sizes]
 
