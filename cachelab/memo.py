@@ -9,7 +9,8 @@
 * :func:`replay_memo`: a request stream replayed through a :class:`Memo` in front of a stand-in, for the
   backend calls a memo would make without making any.
 * :func:`replay_lru`: a request stream replayed through a real ``functools.lru_cache``, for hit ratios
-  and memory (``tracemalloc``) as ``maxsize`` grows, without paying for the backend.
+  and memory (``tracemalloc``) as ``maxsize`` grows, without paying for the backend; :func:`traced_bytes`,
+  what a piece of code leaves allocated.
 * :class:`SingleFlight`: threads which miss the same key at the same instant
   (:func:`cachelab.threads.call_together`) share one computation, as Go's ``singleflight`` does.
 * :func:`answer_in_process`: an ``lru_cache`` lives in one process's memory; a fresh worker process
@@ -20,6 +21,7 @@
 from __future__ import annotations
 
 import functools
+import gc
 import json
 import math
 import os
@@ -75,11 +77,11 @@ class Memo:
         self.misses = 0
 
     def __call__(self, *args):
-        result = self.cache.get(args, _MISSING)  # one hash of the key, one lookup
+        result = self.cache.get(args, _MISSING)  # a hit: one hash of the key, one lookup
         if result is not _MISSING:  # seen these arguments before: a hit
             self.hits += 1
             return result
-        self.misses += 1  # first time: compute, then remember
+        self.misses += 1  # first time: compute, then remember (a second hash, to store)
         result = self.cache[args] = self.func(*args)
         return result
 
@@ -208,6 +210,26 @@ def replay_lru(stream: Sequence[Hashable], maxsize: int | None, *, make_value: C
     return LruReplay(maxsize, info.hits, info.misses, info.currsize, traced)
 
 
+def traced_bytes(build: Callable[[], object]) -> tuple[object, int]:
+    """``build()`` and the bytes it leaves allocated, counted by :mod:`tracemalloc` after a garbage collection.
+
+    What ``build`` allocates and frees again is not counted; what stays referenced afterwards (its result, or
+    a cache it fills) is. Returns ``(result, bytes)``.
+    """
+    gc.collect()
+    was_tracing = tracemalloc.is_tracing()
+    if not was_tracing:
+        tracemalloc.start()
+    start = tracemalloc.get_traced_memory()[0]
+    try:
+        kept = build()
+        held = tracemalloc.get_traced_memory()[0] - start
+    finally:
+        if not was_tracing:
+            tracemalloc.stop()
+    return kept, held
+
+
 def replay_memo(stream: Iterable[Hashable]) -> Memo:
     """Replay ``stream`` through a fresh :class:`Memo` in front of a stand-in that computes nothing.
 
@@ -238,7 +260,9 @@ class SingleFlight:
     The first caller of a key (the leader) runs ``func``; callers that arrive while it runs wait for it
     and get its result (or its exception) instead of computing again. When the leader is done, the key is
     dropped, so nothing is kept per key between calls: the map holds only the computations in flight.
-    Put it in front of a cached function (``lru_cache``), and callers that come later hit the cache.
+    Put it behind a cache, as the function the cache calls (``lru_cache(maxsize=...)(SingleFlight(func))``):
+    it then runs only on a miss, a hit is the cache's alone, and callers that come later hit the cache. In
+    front of the cache, every hit would pay for its lock and its ``Event``.
     """
 
     def __init__(self, func: Callable):

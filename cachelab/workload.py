@@ -84,6 +84,54 @@ def repeat_fraction(stream: Sequence[Hashable]) -> float:
     return 1.0 - len(set(stream)) / len(stream)
 
 
+def repeat_flags(stream: Sequence[Hashable]) -> np.ndarray:
+    """For each request of ``stream``, whether it repeats an earlier one: the requests an unbounded cache that
+    starts empty hits (a ``bool`` array, as long as the stream)."""
+    seen: set = set()
+    flags = np.zeros(len(stream), dtype=bool)
+    for i, key in enumerate(stream):
+        flags[i] = key in seen
+        seen.add(key)
+    return flags
+
+
+def longest_reuse_distance(stream: Sequence[Hashable]) -> int:
+    """The most distinct other keys requested between two consecutive requests of one key (0 if none repeats).
+
+    An LRU cache of ``maxsize`` entries hits a repeated request exactly when fewer than ``maxsize`` distinct
+    other keys were requested since the previous request of its key (its *stack distance*, Mattson et al.,
+    1970). So ``longest_reuse_distance(stream) + 1`` is the smallest ``maxsize`` at which an LRU cache that
+    starts empty reaches the stream's ceiling, :func:`repeat_fraction`. One pass, with a Fenwick tree over
+    the positions of each key's latest request.
+    """
+    n = len(stream)
+    tree = [0] * (n + 1)
+
+    def add(i: int, delta: int) -> None:  # position i (0-based) gains delta
+        i += 1
+        while i <= n:
+            tree[i] += delta
+            i += i & -i
+
+    def before(i: int) -> int:  # markers at positions 0 .. i - 1
+        total = 0
+        while i > 0:
+            total += tree[i]
+            i -= i & -i
+        return total
+
+    last: dict = {}
+    longest = 0
+    for t, key in enumerate(stream):
+        previous = last.get(key)
+        if previous is not None:
+            longest = max(longest, before(t) - before(previous + 1))  # latest requests of other keys in between
+            add(previous, -1)
+        add(t, 1)
+        last[key] = t
+    return longest
+
+
 def repeat_fraction_curve(stream: Sequence[Hashable], points: Sequence[int]) -> list[float]:
     """``repeat_fraction`` of each prefix ``stream[:n]`` for ``n`` in ``points`` (one pass)."""
     seen: set = set()

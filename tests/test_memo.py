@@ -230,3 +230,10 @@ def test_a_store_outside_the_processes_is_shared_and_holds_json(service, tmp_pat
     conn.close()
     origin, dest, month = routes[0]
     assert json.loads(stored[f"{origin}-{dest}-{month:02d}"]) == service.route_delay(origin, dest, month)
+
+
+def test_traced_bytes_counts_what_stays_allocated():
+    kept, held = memo.traced_bytes(lambda: bytearray(200_000))
+    assert len(kept) == 200_000 and held >= 200_000
+    _, freed = memo.traced_bytes(lambda: len(bytearray(200_000)))  # allocated, then freed again
+    assert freed < 10_000

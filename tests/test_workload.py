@@ -80,3 +80,27 @@ def test_diminishing_returns_is_where_the_slope_falls_below_the_average():
     assert workload.diminishing_returns([1, 2, 3], [0.1, 0.2, 0.3]) == 3, "a straight line never bends"
     with pytest.raises(ValueError):
         workload.diminishing_returns([2, 1], [0.1, 0.2])
+
+
+def test_repeat_flags_mark_the_requests_that_repeat_an_earlier_one():
+    flags = workload.repeat_flags(list("abacbbd"))
+    assert flags.tolist() == [False, False, True, False, True, True, False]
+    assert flags.mean() == pytest.approx(workload.repeat_fraction(list("abacbbd")))
+    assert workload.repeat_flags([]).size == 0
+
+
+def test_longest_reuse_distance_counts_distinct_keys_in_between():
+    assert workload.longest_reuse_distance(list("abcd")) == 0  # nothing repeats
+    assert workload.longest_reuse_distance(list("aa")) == 0
+    assert workload.longest_reuse_distance(list("abba")) == 1  # only b between the two a's
+    assert workload.longest_reuse_distance(list("abcab")) == 2
+
+
+def test_longest_reuse_distance_is_the_lru_size_that_reaches_the_ceiling():
+    from cachelab import memo
+
+    stream = workload.zipf_stream(list(range(300)), 3_000, alpha=0.8, seed=5)
+    d = workload.longest_reuse_distance(stream)
+    ceiling = workload.repeat_fraction(stream)
+    assert memo.replay_lru(stream, d + 1).hit_ratio == ceiling
+    assert memo.replay_lru(stream, d).hit_ratio < ceiling
