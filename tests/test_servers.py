@@ -282,7 +282,7 @@ def test_bulk_writes_go_to_these_servers_to_private_nodes_or_nowhere(memcached_s
         assert len(nodes) == 2 and memcached_server.address not in nodes
         assert all(srv.memcached_version(*node) for node in nodes)
     assert not any(srv.memcached_version(*node, timeout=0.3) for node in nodes), "stopped after the block"
-    assert capsys.readouterr().out.startswith("The demo writes to 2 private memcached nodes started for it: ")
+    assert capsys.readouterr().out.startswith("Writing the demo to 2 private memcached nodes started here instead: ")
     monkeypatch.setattr("shutil.which", lambda name: None)
     with theirs.bulk_memcached(10**9, what="the demo") as nodes:
         assert nodes is None

@@ -215,7 +215,7 @@ class Servers:
         try:
             for _ in range(arguments.integer("nodes", nodes, minimum=1)):
                 private.append(start_memcached(memory_mb=memory_mb))
-            print(f"{what[:1].upper()}{what[1:]} writes to {nodes} private memcached nodes started for it: {why}.")
+            print(f"Writing {what} to {nodes} private memcached nodes started here instead: {why}.")
             yield [server.address for server in private]
         finally:
             for server in private:
