@@ -698,24 +698,40 @@ def python_throughput(cluster, pool, keys: Sequence[str], *, workers: int, secon
             "server_cpu_s": None if server0 is None or server1 is None else server1 - server0}
 
 
-def redis_benchmark(cluster, *, test: str = "get", requests: int, clients: int = 32, pipeline: int = 1,
-                    threads: int = 2, keyspace: int = 100_000, value_size: int = 180,
-                    timeout: float = 120.0) -> dict | None:
-    """``redis-benchmark -t <test>`` (``get`` or ``set``) against ``cluster``: C clients, ``--cluster`` when it
-    has several primaries, ``-r keyspace`` random keys of ``value_size`` bytes (run ``set`` first, so
-    that ``get`` finds them), with the CPU the servers used. ``None`` when ``redis-benchmark`` is not on PATH."""
-    if test not in ("get", "set"):
-        raise ValueError(f"test is 'get' or 'set', not {test!r}")
+def _benchmark_args(cluster, *, test: str, requests: int, clients: int, pipeline: int, threads: int, keyspace: int,
+                    value_size: int, csv: bool) -> list[str] | None:
     exe = shutil.which("redis-benchmark")
     if exe is None:
         return None
     host, port = cluster.startup_nodes[0]
     args = [exe, "-h", host, "-p", str(port), "-t", test, "-n", str(requests), "-c", str(clients),
-            "-P", str(pipeline), "-r", str(keyspace), "-d", str(value_size), "--csv", "--threads", str(threads)]
+            "-P", str(pipeline), "-r", str(keyspace), "-d", str(value_size), "--threads", str(threads)]
+    if csv:
+        args.append("--csv")
     if cluster.password:
         args += ["-a", cluster.password]
     if len(cluster.primaries()) > 1:
         args.insert(1, "--cluster")
+    return args
+
+
+def redis_benchmark(cluster, *, test: str = "get", requests: int, clients: int = 32, pipeline: int = 1,
+                    threads: int = 2, keyspace: int = 100_000, value_size: int = 180,
+                    timeout: float = 120.0) -> dict | None:
+    """``redis-benchmark -t <test>`` (``get`` or ``set``) against ``cluster``: C clients, ``--cluster`` when it
+    has several primaries, ``-r keyspace`` random keys of ``value_size`` bytes (run ``set`` first, so
+    that ``get`` finds them), with the CPU the servers used. ``None`` when ``redis-benchmark`` is not on PATH.
+
+    Its own rate (``per_s``) divides the requests by its run time in milliseconds; with threads (always, in
+    ``--cluster`` mode), the threads notice the last reply only when their 250 ms progress timer fires, so a
+    short run's time is rounded up to the next quarter of a second. :func:`benchmark_rate` counts the
+    requests at the servers instead."""
+    if test not in ("get", "set"):
+        raise ValueError(f"test is 'get' or 'set', not {test!r}")
+    args = _benchmark_args(cluster, test=test, requests=requests, clients=clients, pipeline=pipeline,
+                           threads=threads, keyspace=keyspace, value_size=value_size, csv=True)
+    if args is None:
+        return None
     pids = [n.pid for n in getattr(cluster, "nodes", [])]
     before = process_cpu_seconds(pids) if pids else None
     children = _children_cpu_seconds()
@@ -735,18 +751,76 @@ def redis_benchmark(cluster, *, test: str = "get", requests: int, clients: int =
             "client_cpu_s": client_cpu, "server_cpu_s": None if before is None or after is None else after - before}
 
 
-def benchmark_in_turn(clusters, *, seconds: float, rounds: int, min_total_s: float = 0.0, calibration: int = 5_000,
-                      max_rounds: int | None = None, **options) -> dict:
-    """``redis-benchmark -t get`` on each of ``clusters`` (a mapping of names to clusters), runs of about
-    ``seconds`` each taken in turn, cluster after cluster, round after round (:func:`cachelab.timing.take_in_turn`),
-    so that a busy moment touches every cluster alike.
+def served_gets(cluster) -> int:
+    """``GET`` commands the primaries of ``cluster`` have run so far, summed (``INFO commandstats``)."""
+    return int(sum(command_calls(cluster, "get").values()))
 
-    A short run (``calibration`` requests) first sizes each cluster's runs; rounds are added (up to
-    ``max_rounds``, twice ``rounds`` by default) until every cluster has run ``min_total_s`` in all, by the
-    benchmark's own clock. Returns, by name: ``per_s`` (the median of the runs' rates), ``runs_per_s`` and
-    ``run_s`` (each run's rate and length), ``measured_s`` (their total), ``requests``, ``wall_s``,
-    ``client_cpu_s`` and ``server_cpu_s`` (totals over the runs), ``clients`` and ``pipeline``. ``None`` when
-    ``redis-benchmark`` is not on PATH. ``options`` go to :func:`redis_benchmark` (``keyspace``, ``value_size``...).
+
+def benchmark_rate(cluster, *, seconds: float, warmup_s: float = 0.3, clients: int = 32, pipeline: int = 1,
+                   threads: int = 2, keyspace: int = 100_000, value_size: int = 180) -> dict | None:
+    """The ``GET`` rate ``redis-benchmark -t get`` keeps up against ``cluster``, counted by the servers: the
+    ``GET`` calls the primaries report (``INFO commandstats``) over a window of ``seconds``, timed here, that
+    opens ``warmup_s`` after the benchmark starts (its connections are open) and closes before it is stopped.
+    Neither the benchmark's start nor its end, which its threads notice only on a 250 ms timer, is in the
+    window. Returns ``per_s``, ``requests`` (counted), ``window_s``, ``wall_s`` (the window), the CPU the
+    benchmark and the servers used in the window, ``clients`` and ``pipeline``; ``None`` when
+    ``redis-benchmark`` is not on PATH. Run ``redis_benchmark(test="set")`` first, so that the keys exist."""
+    seconds = arguments.number("seconds", seconds, positive=True)
+    args = _benchmark_args(cluster, test="get", requests=1_000_000_000, clients=clients, pipeline=pipeline,
+                           threads=threads, keyspace=keyspace, value_size=value_size, csv=False)
+    if args is None:
+        return None
+    pids = [n.pid for n in getattr(cluster, "nodes", [])]
+    counters = [cluster.node_client(host, port) for host, port in cluster.primaries()]  # open before the window
+
+    def served() -> int:  # one INFO per primary on open connections: a few milliseconds, read back to back
+        return sum(int(c.info("commandstats").get("cmdstat_get", {}).get("calls", 0)) for c in counters)
+
+    served()
+    bench = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(warmup_s)
+        if bench.poll() is not None:
+            raise RuntimeError(f"redis-benchmark stopped at once: {bench.stderr.read()[-300:]}")
+        server0, client0 = process_cpu_seconds(pids) if pids else None, process_cpu_seconds([bench.pid])
+        before = time.perf_counter()
+        count0 = served()
+        t0 = (before + time.perf_counter()) / 2  # the counters were read between the two clock readings
+        time.sleep(seconds)
+        before = time.perf_counter()
+        count1 = served()
+        t1 = (before + time.perf_counter()) / 2
+        server1, client1 = process_cpu_seconds(pids) if pids else None, process_cpu_seconds([bench.pid])
+        if bench.poll() is not None:
+            raise RuntimeError(f"redis-benchmark stopped before the window closed: {bench.stderr.read()[-300:]}")
+    finally:
+        bench.terminate()
+        try:
+            bench.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            bench.kill()
+            bench.wait(timeout=5)
+        bench.stderr.close()
+        for c in counters:
+            c.close()
+    window = t1 - t0
+    return {"per_s": (count1 - count0) / window, "requests": count1 - count0, "window_s": window, "wall_s": window,
+            "pipeline": pipeline, "clients": clients,
+            "client_cpu_s": None if client0 is None or client1 is None else client1 - client0,
+            "server_cpu_s": None if server0 is None or server1 is None else server1 - server0}
+
+
+def benchmark_in_turn(clusters, *, seconds: float, rounds: int, min_total_s: float = 0.0,
+                      max_rounds: int | None = None, **options) -> dict | None:
+    """:func:`benchmark_rate` on each of ``clusters`` (a mapping of names to clusters), windows of ``seconds``
+    taken in turn, cluster after cluster, round after round (:func:`cachelab.timing.take_in_turn`), so that a
+    busy moment touches every cluster alike; rounds are added (up to ``max_rounds``, twice ``rounds`` by
+    default) until every cluster has been measured for ``min_total_s`` in all.
+
+    Returns, by name: ``per_s`` (the median of the windows' rates), ``runs_per_s`` and ``run_s`` (each
+    window's rate and length), ``measured_s`` (their total), ``requests``, ``wall_s``, ``client_cpu_s`` and
+    ``server_cpu_s`` (totals over the windows), ``clients`` and ``pipeline``. ``None`` when
+    ``redis-benchmark`` is not on PATH. ``options`` go to :func:`benchmark_rate` (``keyspace``, ``value_size``...).
     """
     from .timing import take_in_turn
 
@@ -756,17 +830,13 @@ def benchmark_in_turn(clusters, *, seconds: float, rounds: int, min_total_s: flo
                                    minimum=rounds)
     if not clusters:
         raise ValueError("benchmark_in_turn needs at least one cluster")
-    sizes = {}
-    for name, cluster in clusters.items():
-        first = redis_benchmark(cluster, test="get", requests=calibration, **options)
-        if first is None:
-            return None
-        sizes[name] = max(calibration, math.ceil(first["per_s"] * seconds))
+    if shutil.which("redis-benchmark") is None:
+        return None
     runs: dict = {name: [] for name in clusters}
 
     def sampler(name):
         def run() -> float:
-            result = redis_benchmark(clusters[name], test="get", requests=sizes[name], **options)
+            result = benchmark_rate(clusters[name], seconds=seconds, **options)
             runs[name].append(result)
             return result["per_s"]
         return run
@@ -774,7 +844,7 @@ def benchmark_in_turn(clusters, *, seconds: float, rounds: int, min_total_s: flo
     samplers = {str(name): sampler(name) for name in clusters}  # take_in_turn names them by text
     take_in_turn(samplers, rounds)
     done = rounds
-    while done < max_rounds and min(sum(r["requests"] / r["per_s"] for r in rs) for rs in runs.values()) < min_total_s:
+    while done < max_rounds and min(sum(r["window_s"] for r in rs) for rs in runs.values()) < min_total_s:
         take_in_turn(samplers, 1)
         done += 1
     out = {}
@@ -782,9 +852,9 @@ def benchmark_in_turn(clusters, *, seconds: float, rounds: int, min_total_s: flo
         cpu = [r["client_cpu_s"] for r in rs], [r["server_cpu_s"] for r in rs]
         out[name] = {
             "per_s": float(np.median([r["per_s"] for r in rs])), "runs_per_s": [r["per_s"] for r in rs],
-            "run_s": [r["requests"] / r["per_s"] for r in rs],
-            "measured_s": sum(r["requests"] / r["per_s"] for r in rs), "requests": sum(r["requests"] for r in rs),
-            "wall_s": sum(r["wall_s"] for r in rs), "clients": rs[0]["clients"], "pipeline": rs[0]["pipeline"],
+            "run_s": [r["window_s"] for r in rs], "measured_s": sum(r["window_s"] for r in rs),
+            "requests": sum(r["requests"] for r in rs), "wall_s": sum(r["wall_s"] for r in rs),
+            "clients": rs[0]["clients"], "pipeline": rs[0]["pipeline"], "counted_by": "servers (INFO commandstats)",
             "client_cpu_s": None if None in cpu[0] else sum(cpu[0]),
             "server_cpu_s": None if None in cpu[1] else sum(cpu[1])}
     return out

@@ -265,13 +265,19 @@ def test_a_hung_primary_is_replaced_and_only_the_shard_requiring_full_coverage_s
 
 @pytest.mark.servers
 @pytest.mark.skipif(shutil.which("redis-benchmark") is None, reason="redis-benchmark is not on PATH")
-def test_benchmark_runs_are_taken_in_turn_until_each_cluster_has_run_long_enough(cluster):
+def test_the_benchmark_rate_is_counted_by_the_servers_in_windows_taken_in_turn(cluster):
     options = dict(keyspace=100, value_size=10, clients=4, threads=1)
-    out = scale_out.benchmark_in_turn({"a": cluster, "b": cluster}, seconds=0.02, rounds=2, min_total_s=0.2,
-                                      max_rounds=30, calibration=500, **options)
+    assert scale_out.redis_benchmark(cluster, test="set", requests=500, **options)["per_s"] > 0
+    before = scale_out.served_gets(cluster)
+    one = scale_out.benchmark_rate(cluster, seconds=0.2, warmup_s=0.2, **options)
+    assert one["requests"] > 0 and one["per_s"] == pytest.approx(one["requests"] / one["window_s"])
+    assert one["window_s"] == pytest.approx(0.2, abs=0.15)
+    assert scale_out.served_gets(cluster) - before > one["requests"], "the window leaves out the start and the end"
+    out = scale_out.benchmark_in_turn({"a": cluster, "b": cluster}, seconds=0.1, rounds=2, min_total_s=0.35,
+                                      max_rounds=10, **options)
     for r in out.values():
-        assert len(r["runs_per_s"]) == len(r["run_s"]) >= 2
-        assert r["measured_s"] == pytest.approx(sum(r["run_s"])) and r["measured_s"] >= 0.2
+        assert len(r["runs_per_s"]) == len(r["run_s"]) >= 3, "a round is added until 0.35 s are measured"
+        assert r["measured_s"] == pytest.approx(sum(r["run_s"])) and r["measured_s"] >= 0.35
         assert r["per_s"] == pytest.approx(float(np.median(r["runs_per_s"])))
     assert len(out["a"]["runs_per_s"]) == len(out["b"]["runs_per_s"]), "every cluster runs in every round"
 
@@ -325,6 +331,19 @@ def test_a_port_clash_at_start_is_retried(monkeypatch):
             assert one.nodes[0].port != busy and one.nodes[0].alive()
     finally:
         taken.close()
+
+
+@pytest.mark.servers
+def test_a_cluster_of_one_primary_has_an_address_and_counts_its_commands():
+    """A node that has met no other says ':port' for itself in CLUSTER NODES: the address asked stands in."""
+    with cl.start_cluster(primaries=1, replicas=0) as one:
+        (host, port), = one.primaries()
+        assert host == one.nodes[0].host and port == one.nodes[0].port
+        client = one.client()
+        client.set(PREFIX + "x", "1")
+        before = scale_out.served_gets(one)
+        client.get(PREFIX + "x")
+        assert scale_out.served_gets(one) - before == 1
 
 
 @pytest.mark.servers

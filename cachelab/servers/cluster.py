@@ -204,7 +204,11 @@ class Cluster:
         for host, port in self.startup_nodes:
             try:
                 with contextlib.closing(self.node_client(host, port)) as c:
-                    return parse_cluster_nodes(c.execute_command("CLUSTER", "NODES"))
+                    nodes = parse_cluster_nodes(c.execute_command("CLUSTER", "NODES"))
+                for n in nodes:  # a node that has met no other does not know its own address: ':port'
+                    if not n["address"][0]:
+                        n["address"] = (host, n["address"][1])
+                return nodes
             except Exception as exc:  # noqa: BLE001 - a node may be down: ask the next one
                 last = exc
         raise ServersUnavailable(f"no node of the cluster answered CLUSTER NODES: {last}")
