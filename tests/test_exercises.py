@@ -520,7 +520,7 @@ def test_checking_turns_what_the_participants_code_raises_into_one_not_yet_line(
         raise NotImplementedError("Your code here")
 
     cases = [(lambda: check_equal(placeholder(3), 9), "still raises NotImplementedError"),
-             (lambda: check_equal(...(3), 9), "a `...` is still in the cell above"),
+             (lambda: check_equal(Ellipsis(3), 9), "a `...` is still in the cell above"),
              (lambda: check_equal(undefined_name, 9), "Run the cells above"),  # noqa: F821
              (lambda: check_equal(1 / 0, 9), "ZeroDivisionError"),
              (lambda: check_equal(3, 9), "expected 9, got 3")]
@@ -528,3 +528,20 @@ def test_checking_turns_what_the_participants_code_raises_into_one_not_yet_line(
         with pytest.raises(NotYet, match=re.escape(message)) as caught, checking():
             body()
         assert caught.value.__cause__ is None and caught.value._render_traceback_()[0].startswith("\u274c Not yet")
+
+
+def test_other_right_answers_must_pass_and_are_left_out_of_the_copy(tmp_path):
+    """A right answer in another style than the solution (raw cells tagged ``right``) must pass the check."""
+    other_style = "def square(x):\n    return x ** 2\n\nanswer = 7 ** 2"
+    nb = tiny_notebook()
+    nb.cells.insert(5, eb.right_cell(other_style))
+    results = eb.verify_exercises(write(nb, tmp_path / "01_right.ipynb"), results_dir=tmp_path)
+    assert results[0].ok and len(results[0].right) == 1, results[0].describe()
+    assert "1 other right answer" in results[0].describe()
+    assert not any(eb.is_right(c) for c in eb.participant_copy(nb).cells)
+
+    too_strict = "with checking():\n    check('** 2' not in __import__('inspect').getsource(square), 'use x * x')"
+    nb = tiny_notebook(check_source=too_strict)
+    nb.cells.insert(5, eb.right_cell(other_style))
+    results = eb.verify_exercises(write(nb, tmp_path / "02_strict.ipynb"), results_dir=tmp_path)
+    assert not results[0].ok and "rejects the right answer in cell 5" in results[0].describe()

@@ -31,6 +31,7 @@ from .notebooks import list_notebooks, notebook_client
 SOLUTION_TAG = "solution"
 CHECK_TAG = "check"
 WRONG_TAG = "wrong"
+RIGHT_TAG = "right"  # a raw cell holding a correct answer written in another style than the solution
 WRONG_MIMETYPE = "text/x-python"  # a raw cell's format: nbconvert's HTML leaves it out
 PLACEHOLDER_TAG = "placeholder"
 YOUR_CODE_HERE = "Your code here"
@@ -59,6 +60,19 @@ def is_check(cell) -> bool:
 def is_wrong(cell) -> bool:
     """A known-wrong answer: a cell tagged ``wrong`` (it must be a raw cell, see :func:`wrong_cells`)."""
     return WRONG_TAG in cell_tags(cell)
+
+
+def is_right(cell) -> bool:
+    """Another right answer: a raw cell tagged ``right``, in another style than the solution, which the check
+    must accept (a check that accepts only the solution's own way of writing it rejects good answers)."""
+    return RIGHT_TAG in cell_tags(cell)
+
+
+def right_cell(source: str):
+    """A raw cell holding a correct answer in another style, with the metadata of :func:`wrong_cell`."""
+    cell = wrong_cell(source)
+    cell.metadata["tags"] = [RIGHT_TAG]
+    return cell
 
 
 def wrong_cell(source: str):
@@ -194,8 +208,8 @@ def participant_copy(nb, *, source_name: str = ""):
     wrong_cells(out, source_name=source_name)  # a code cell tagged wrong is refused here, before it is copied
     cells = []
     for cell in out.cells:
-        if is_wrong(cell):
-            continue  # known-wrong answers are for the verification, never shown to participants
+        if is_wrong(cell) or is_right(cell):
+            continue  # known-wrong and other right answers are for the verification, never shown to participants
         cell.metadata.pop("execution", None)
         cell.metadata.pop("ExecuteTime", None)
         if cell.cell_type == "code":
@@ -302,18 +316,22 @@ class CheckResult:
     placeholder_error: str = ""  # the error the check raised on the placeholder; empty is a bug
     placeholder_broken: str = ""  # the placeholder cell itself failed to run (it must run clean)
     wrong: list[WrongResult] = field(default_factory=list)  # each known-wrong answer, tried
+    right: list[WrongResult] = field(default_factory=list)  # each other right answer, tried: ``error`` must be empty
 
     @property
     def ok(self) -> bool:
         """Passes on the solution; on the placeholder and every known-wrong answer, a one-line Not yet, never a
         traceback (a participant who runs the check before writing anything must not meet one)."""
         return (not self.solution_error and self.placeholder_error.startswith(f"{NOT_YET_NAME}:")
-                and not self.placeholder_broken and bool(self.wrong) and all(w.ok for w in self.wrong))
+                and not self.placeholder_broken and bool(self.wrong) and all(w.ok for w in self.wrong)
+                and all(not r.broken and not r.error for r in self.right))
 
     def describe(self) -> str:
         where = f"{self.notebook} cell {self.cell} ({', '.join(self.names) or 'no names'})"
         if self.ok:
-            return (f"ok    {where}: passes on the solution, rejects {len(self.wrong)} known-wrong "
+            n_right = len(self.right)
+            others = f" and {n_right} other right answer{'s' if n_right != 1 else ''}" if n_right else ""
+            return (f"ok    {where}: passes on the solution{others}, rejects {len(self.wrong)} known-wrong "
                     f"answer{'s' if len(self.wrong) != 1 else ''}; on the placeholder: {self.placeholder_error}")
         problems = []
         if self.solution_error:
@@ -329,6 +347,8 @@ class CheckResult:
             problems.append(f"no known-wrong answer to try (add a raw cell tagged {WRONG_TAG!r} after the solution: "
                             "a plausible mistake the check must reject)")
         problems += [w.problem() for w in self.wrong if not w.ok]
+        problems += [f"rejects the right answer in cell {r.cell} ({r.first_line}): {r.broken or r.error}"
+                     for r in self.right if r.broken or r.error]
         return f"FAIL  {where}: " + "; ".join(problems)
 
 
@@ -414,6 +434,24 @@ def wrong_cells(nb, *, source_name: str = "") -> dict[int, list[int]]:
     return found
 
 
+def right_cells(nb, *, source_name: str = "") -> dict[int, list[int]]:
+    """The other right answers of each check cell: ``{check index: [raw cell indices]}`` (raw cells only)."""
+    found: dict[int, list[int]] = {}
+    pending: list[int] = []
+    for index, cell in enumerate(nb.cells):
+        if is_right(cell):
+            if cell.get("cell_type") != "raw":
+                raise ValueError(f"{source_name or 'notebook'} cell {index}: a cell tagged {RIGHT_TAG!r} must be a raw "
+                                 "cell; cachelab.kit.exercises_build.right_cell(source) makes one")
+            pending.append(index)
+        elif is_check(cell):
+            found[index] = pending
+            pending = []
+    if pending:
+        raise ValueError(f"{source_name or 'notebook'} cells {pending}: tagged {RIGHT_TAG!r} but no check cell follows")
+    return found
+
+
 def _python_source(source: str) -> str:
     """Cell source as plain Python (IPython magics turned into calls), for static analysis."""
     try:
@@ -455,6 +493,7 @@ def _run_exercises(path, nb, plan, quick, results_dir, figures_dir, timeout) -> 
 
     check_of = {check: solutions for solutions, check in exercise_groups(nb)}
     wrong_of = wrong_cells(nb, source_name=path.name)
+    right_of = right_cells(nb, source_name=path.name)
     results = []
 
     def run(source: str, index: int) -> str:
@@ -508,6 +547,18 @@ def _run_exercises(path, nb, plan, quick, results_dir, figures_dir, timeout) -> 
                 if not tried.broken:
                     tried.error = run(cell.source, index)
                 result.wrong.append(tried)
+            for right_index in right_of.get(index, []):
+                source = nb.cells[right_index].source
+                lines = [ln.strip() for ln in source.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+                tried = WrongResult(right_index, (lines[0] if lines else "")[:80])
+                names = sorted(({n for s in solutions for n in bound_names(s)} | set(_safe_bound_names(source)))
+                               - earlier)
+                if names:
+                    run("\n".join(f"globals().pop({n!r}, None)" for n in names), index)
+                tried.broken = run(source, right_index)
+                if not tried.broken:
+                    tried.error = run(cell.source, index)
+                result.right.append(tried)
             for source in solutions:  # back to the solution's state for the cells that follow
                 error = run(source, index)
                 if error:
@@ -542,8 +593,9 @@ def main_summary(results: list[CheckResult]) -> int:
 
 
 __all__ = ["CheckResult", "NotebookBroken", "WrongResult", "build_exercises", "bound_names", "defined_names",
-           "exercise_groups", "exercises_dir", "is_wrong", "participant_copy", "placeholder_source", "render_copy",
-           "stale_copies", "verify_exercises", "verify_series", "wrong_cell", "wrong_cells"]
+           "exercise_groups", "exercises_dir", "is_right", "is_wrong", "participant_copy", "placeholder_source",
+           "render_copy", "right_cell", "right_cells", "stale_copies", "verify_exercises", "verify_series",
+           "wrong_cell", "wrong_cells"]
 
 
 def main(args) -> int:
