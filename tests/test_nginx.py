@@ -95,3 +95,47 @@ def test_a_failed_start_says_why_and_leaves_nothing(monkeypatch):
     monkeypatch.setattr(nginx, "render_config", lambda *a, **k: "this is not a config;\n")
     with pytest.raises(nginx.NginxError, match="exited at start"):
         nginx.start_nginx([nginx.Location("/", 8000)], timeout=10)
+
+
+def test_a_refresh_header_becomes_proxy_cache_bypass(tmp_path):
+    config = nginx.render_config([nginx.Location("/lock/", 8000, refresh_header="X-Refresh")], port=9000,
+                                 workdir=tmp_path)
+    assert "proxy_cache_bypass $http_x_refresh;" in config
+    for bad in ("X Refresh", "X-Refresh;", "$x", ""):
+        with pytest.raises(ValueError, match="header name"):
+            nginx.Location("/", 8000, refresh_header=bad)
+
+
+@needs_nginx
+def test_nginx_answers_a_conditional_request_itself_and_a_refresh_request_replaces_the_entry(upstream):
+    with nginx.start_nginx([nginx.Location("/r/", upstream.port, stale=False, refresh_header="X-Refresh")]) as proxy:
+        path = "/r/delay/SFO/SEA/4"
+        _, first, body = proxy.get(path)
+        before = upstream.totals()["requests"]
+        status, headers, answer = proxy.get(path, headers={"If-None-Match": first["etag"]})
+        assert (status, headers["x-cache-status"], answer) == (304, "HIT", b"")
+        assert upstream.totals()["requests"] == before, "the 304 came from nginx's copy"
+        written, _ = upstream.post_json("/flights", {"origin": "SFO", "dest": "SEA", "month": 4, "arr_delay": 1.0})
+        assert written == 201
+        assert proxy.get(path)[2] == body, "nginx keeps its copy until it is told"
+        status, headers, refreshed = proxy.get(path, headers={"X-Refresh": "1"})
+        assert headers["x-cache-status"] == "BYPASS"
+        assert json.loads(refreshed)["flights"] == json.loads(body)["flights"] + 1
+        _, headers, again = proxy.get(path)
+        assert headers["x-cache-status"] == "HIT" and again == refreshed, "the refresh replaced the entry"
+
+
+@needs_nginx
+def test_wrk_sends_the_headers_it_is_given(tmp_path, upstream):
+    import shutil
+
+    from cachelab.load import wrk
+
+    if shutil.which("wrk") is None:
+        pytest.skip("wrk is not installed")
+    paths = wrk.write_paths(tmp_path / "health.paths", [nginx.HEALTH_PATH])
+    with nginx.start_nginx([nginx.Location("/", upstream.port)]) as proxy:
+        kept = wrk.run_wrk(proxy.base_url, paths, seconds=1, connections=2)
+        closed = wrk.run_wrk(proxy.base_url, paths, seconds=1, connections=2, headers={"Connection": "close"})
+    assert kept.requests > 0 and closed.requests > 0 and kept.non_2xx == closed.non_2xx == 0
+    assert closed.socket_errors == 0

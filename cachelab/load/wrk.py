@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,16 +92,19 @@ def parse_output(stdout: str, connections: int) -> WrkResult:
 
 
 def run_wrk(base_url: str, paths_file: str | Path, *, seconds: int = 2, connections: int = 8, threads: int = 1,
-            cpus: Sequence[int] | None = None, timeout_s: int = 10) -> WrkResult:
+            cpus: Sequence[int] | None = None, timeout_s: int = 10,
+            headers: Mapping[str, str] | None = None) -> WrkResult:
     """Run wrk against ``base_url`` with the requests of ``paths_file`` for ``seconds`` (whole seconds: wrk's
-    unit), pinned to ``cpus`` when given. A request slower than ``timeout_s`` counts as an error."""
+    unit), pinned to ``cpus`` when given. A request slower than ``timeout_s`` counts as an error. ``headers``
+    are added to every request (wrk's ``-H``; ``{"Connection": "close"}``: a new connection per request)."""
     exe = shutil.which("wrk")
     if exe is None:
         raise WrkError("wrk is not on PATH: `make setup` installs it (apt/dnf/brew package 'wrk')")
     seconds = arguments.integer("seconds", seconds, minimum=1)
     connections = arguments.integer("connections", connections, minimum=1)
     threads = arguments.integer("threads", threads, minimum=1, maximum=connections)
-    command = [exe, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", f"--timeout={timeout_s}s",
+    extra = [arg for name, value in (headers or {}).items() for arg in ("-H", f"{name}: {value}")]
+    command = [exe, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", f"--timeout={timeout_s}s", *extra,
                "-s", str(SCRIPT), base_url, "--", str(paths_file), str(threads)]
     try:
         out = run_pinned(command, cpus=cpus, timeout=seconds + timeout_s + 30)

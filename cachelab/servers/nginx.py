@@ -28,8 +28,10 @@ Each :class:`Location` proxies a path prefix to one upstream with the cache sett
 ``proxy_cache`` (the cache honours the upstream's ``Cache-Control: max-age`` and ``stale-while-revalidate``),
 ``proxy_cache_lock`` (one request fills a missing entry, the others wait for it), ``proxy_cache_use_stale
 updating`` with ``proxy_cache_background_update`` (an expired entry is served stale while one background
-request refreshes it). Every answer carries ``X-Cache-Status`` (``$upstream_cache_status``: MISS, HIT,
-EXPIRED, STALE, UPDATING, REVALIDATED, BYPASS).
+request refreshes it), and optionally ``proxy_cache_bypass`` on a header (a request that refreshes one entry).
+Every answer carries ``X-Cache-Status`` (``$upstream_cache_status``: MISS, HIT, EXPIRED, STALE, UPDATING,
+REVALIDATED, BYPASS). A cached answer also answers a conditional request: a matching ``If-None-Match`` gets
+a 304 from nginx itself (its not-modified filter runs for a cacheable response).
 """
 
 from __future__ import annotations
@@ -103,7 +105,17 @@ class Location:
     ``prefix`` other than ``/`` is removed before the request goes upstream (``/lock/delay/...`` asks the
     upstream for ``/delay/...``); the cache key keeps the whole URI, so each prefix has entries of its own.
     ``lock``: ``proxy_cache_lock``; ``stale``: ``proxy_cache_use_stale updating`` with
-    ``proxy_cache_background_update``; ``cache=False`` proxies without caching."""
+    ``proxy_cache_background_update``; ``cache=False`` proxies without caching.
+
+    ``stale=False`` leaves out the directive, not the behaviour the upstream asks for: an answer carrying
+    ``stale-while-revalidate=M`` is still served stale (``UPDATING``) for up to ``M`` seconds while one request
+    refreshes it (``c->stale_updating`` in ``ngx_http_upstream_cache``), only without a background refresh.
+
+    ``refresh_header`` (``"X-Refresh"``): ``proxy_cache_bypass $http_x_refresh``: a request carrying that
+    header, with any value but empty or ``0``, goes to the upstream whatever the cache holds (``BYPASS``), and
+    its answer is stored in place of the entry: a writer refreshes one answer on demand. Whoever can send the
+    header can make every request miss; this nginx listens on loopback only (in production, honour the header
+    only from the writers' addresses, with a ``geo`` or ``map`` block)."""
 
     prefix: str
     upstream: int | str
@@ -111,6 +123,7 @@ class Location:
     lock: bool = True
     stale: bool = True
     lock_timeout: float = 10.0
+    refresh_header: str | None = None
 
     def __post_init__(self):
         if not (self.prefix.startswith("/") and self.prefix.endswith("/")) or not re.fullmatch(r"[/A-Za-z0-9_-]+",
@@ -121,6 +134,8 @@ class Location:
             raise ValueError(f"upstream {host}:{port} is not on loopback: this nginx only proxies to this machine")
         arguments.integer("upstream port", port, minimum=1, maximum=65535)
         arguments.number("lock_timeout", self.lock_timeout, positive=True)
+        if self.refresh_header is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]*", self.refresh_header):
+            raise ValueError(f"a refresh header is a header name like X-Refresh, not {self.refresh_header!r}")
 
     @property
     def address(self) -> tuple[str, int]:
@@ -155,6 +170,8 @@ def render_config(locations: Sequence[Location], *, port: int, workdir: Path, wo
             if loc.stale:
                 lines += ["            proxy_cache_use_stale updating error timeout;",
                           "            proxy_cache_background_update on;"]
+            if loc.refresh_header:
+                lines.append(f"            proxy_cache_bypass $http_{loc.refresh_header.lower().replace('-', '_')};")
         lines.append("        }")
         blocks.append("\n".join(lines))
     user_line = f"user {user};\n" if user else ""
