@@ -8,6 +8,9 @@ each runs one event loop, which serves many requests at once while they wait on 
   query, then ``await r.set(..., ex=ttl)``), with the misses of one key in one worker merged by
   :class:`SingleFlight`: one query, every waiting request gets its answer;
 * ``GET /unmerged/delay/<origin>/<dest>/<month>``: the same without the single-flight, to compare;
+* ``GET /sync/delay/<origin>/<dest>/<month>``: the same cache-aside as a plain ``def`` with redis-py's
+  blocking client, which FastAPI runs in its thread pool: the same framework, server and connections as
+  ``/delay``, only the handler differs (what ``async def`` buys a hit, measured by notebook 09);
 * ``POST /flights`` (record, then delete the key), ``GET /health``, ``GET /stats``.
 
 The SQLite query is blocking: it runs in one database thread of the worker (``run_in_executor``), so the
@@ -23,6 +26,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import json
+import threading
 from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI
@@ -75,11 +79,14 @@ async def lifespan(app: FastAPI):
     await loop.run_in_executor(state["db"], service.worker)  # this worker's connection and counters
     state["redis"] = redis.asyncio.Redis.from_url(fs.redis_url(service), socket_timeout=server_config.SOCKET_TIMEOUT,
                                                   socket_connect_timeout=server_config.CONNECT_TIMEOUT)
+    state["redis_sync"] = redis.Redis.from_url(fs.redis_url(service), socket_timeout=server_config.SOCKET_TIMEOUT,
+                                               socket_connect_timeout=server_config.CONNECT_TIMEOUT)
     state["flights"] = SingleFlight()
     try:
         yield
     finally:
         await state["redis"].aclose()
+        state["redis_sync"].close()
         state["db"].shutdown(wait=True)
         service.worker().close()
 
@@ -91,6 +98,15 @@ app.extensions = {"cachelab": service}
 @app.exception_handler(fs.BadRequest)
 async def bad_request(request: Request, error: fs.BadRequest):
     return JSONResponse({"error": str(error)}, status_code=400)
+
+
+_counting = threading.Lock()
+
+
+def count(hit: bool) -> None:
+    """Count an answer; under a lock, since ``/sync/delay`` counts from FastAPI's thread pool."""
+    with _counting:
+        fs.count(service, hit)
 
 
 async def in_db_thread(function, *args):
@@ -112,10 +128,10 @@ async def answer(origin: str, dest: str, month: str, merge: bool) -> dict:
     key = PREFIX + route.key()
     raw = await state["redis"].get(key)
     if raw is not None:
-        fs.count(service, hit=True)
+        count(hit=True)
         return json.loads(raw)
     result = await (state["flights"].do(key, lambda: fill(route, key)) if merge else fill(route, key))
-    fs.count(service, hit=False)
+    count(hit=False)
     return result
 
 
@@ -127,6 +143,24 @@ async def delay(origin: str, dest: str, month: str):
 @app.get("/unmerged/delay/{origin}/{dest}/{month}")
 async def delay_unmerged(origin: str, dest: str, month: str):
     return await answer(origin, dest, month, merge=False)
+
+
+@app.get("/sync/delay/{origin}/{dest}/{month}")
+def delay_sync(origin: str, dest: str, month: str):
+    """The same cache-aside written as a plain ``def`` with redis-py's blocking client: FastAPI runs it in its
+    thread pool (``run_in_threadpool``), so the event loop, the server and the connections stay the same as
+    ``/delay``'s and only the handler differs. A miss runs the query in the database thread, without a
+    single-flight."""
+    route = service.route(origin, dest, month)
+    key = PREFIX + route.key()
+    raw = state["redis_sync"].get(key)
+    if raw is not None:
+        count(hit=True)
+        return json.loads(raw)
+    answer = state["db"].submit(fs.ask, service, route).result()
+    state["redis_sync"].set(key, json.dumps(answer, separators=(",", ":")), ex=TTL)
+    count(hit=False)
+    return answer
 
 
 @app.post("/flights", status_code=201)

@@ -7,9 +7,11 @@ Open this file next to notebook 09, with :mod:`cachelab.django_settings`. gunico
   and on a miss the query then ``cache.set(key, answer, timeout)``; a write deletes the key;
 * ``GET /page/delay/<origin>/<dest>/<month>``: the **per-view cache**, ``@cache_page(timeout)``: Django's
   ``CacheMiddleware`` stores the whole response (status, headers, body) under a key built from the URL
-  (``django.utils.cache.get_cache_key``), and sets ``Cache-Control: max-age`` and ``Expires`` on it
-  (``patch_response_headers``). A write cannot name that key without the request that built it: the page
-  stays until its timeout;
+  (``django.utils.cache.get_cache_key``; ``cache_page`` without ``key_prefix`` gives the middleware an empty
+  one, whatever ``CACHE_MIDDLEWARE_KEY_PREFIX`` says, hence ``cache_page..GET`` in the key), and sets
+  ``Cache-Control: max-age=<timeout>`` and ``Expires`` on it (``patch_response_headers``), so every cache
+  downstream keeps it that long too. A write cannot name that key without the request that built it: the
+  page stays until its timeout;
 * ``POST /flights``, ``GET /health``, ``GET /stats``.
 
 Neither has stampede protection: each worker that misses runs the query. Values are stored as JSON by

@@ -40,4 +40,3 @@ CACHES = {
         },
     }
 }
-CACHE_MIDDLEWARE_KEY_PREFIX = "page"

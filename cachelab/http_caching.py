@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import secrets
 from dataclasses import dataclass
 
@@ -43,15 +44,20 @@ def etag_of(body: bytes) -> str:
     return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
 
 
+ENTITY_TAG = re.compile(r'(?:W/)?"[^"]*"')
+"""An entity-tag of RFC 9110 (8.8.3): an optional ``W/``, then a quoted string, which may hold a comma."""
+
+
 def matches(if_none_match: str | None, etag: str) -> bool:
     """Whether an ``If-None-Match`` header names ``etag``: RFC 9110's weak comparison (``W/"x"`` matches
-    ``"x"``), over a comma-separated list, where ``*`` matches any current answer."""
+    ``"x"``), over a list of entity-tags (read whole, so a comma inside a tag does not split it), where ``*``
+    matches any current answer."""
     if not if_none_match:
         return False
     if if_none_match.strip() == "*":
         return True
     ours = etag.removeprefix("W/")
-    return any(tag.strip().removeprefix("W/") == ours for tag in if_none_match.split(","))
+    return any(tag.removeprefix("W/") == ours for tag in ENTITY_TAG.findall(if_none_match))
 
 
 def cache_control(max_age: int, stale_while_revalidate: int = 0) -> str:

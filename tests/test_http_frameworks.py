@@ -226,3 +226,129 @@ def test_the_async_app_merges_a_burst_per_worker(db, redis_server):
         before = app.totals()["backend_queries"]
         layers.burst(app.url("/unmerged/delay/ORD/LAX/6"), 8)
         assert app.totals()["backend_queries"] - before > 1, "without the single-flight every request queries"
+
+
+# --------------------------------------------------------------------------- additions for notebook 09's review
+
+def test_if_none_match_reads_whole_tags_so_a_comma_inside_one_does_not_split_it():
+    assert http_caching.matches('"a,b"', '"a,b"')
+    assert http_caching.matches('"x", W/"a,b"', '"a,b"')
+    assert not http_caching.matches('"a,b"', '"b"') and not http_caching.matches('"a,b"', '"a"')
+
+
+def test_cpu_busy_is_the_share_of_the_cpus_time_spent_busy():
+    before = {0: {"busy": 100, "softirq": 10, "total": 1000}, 1: {"busy": 0, "softirq": 0, "total": 1000}}
+    after = {0: {"busy": 300, "softirq": 30, "total": 1200}, 1: {"busy": 0, "softirq": 0, "total": 1200}}
+    assert layers.cpu_busy(before, after) == {"busy": 0.5, "softirq": 0.05}
+    assert all(v != v for v in layers.cpu_busy({}, {}).values()), "no readings: NaN"
+    if Path("/proc/stat").exists():
+        cpus = sorted(os.sched_getaffinity(0))[:1]
+        reading = layers.cpu_times(cpus)
+        assert set(reading) == set(cpus) and 0 <= reading[cpus[0]]["busy"] <= reading[cpus[0]]["total"]
+
+
+def test_the_tables_show_a_median_per_server():
+    run = {"requests_per_second": 100.0, "p99_ms": 2.0, "cpu_us_per_request": 50.0, "server_busy": 1.0,
+           "charged": 0.5}
+    table = layers.throughput_table({"nginx hit": [run, {**run, "requests_per_second": 300.0}, run]})
+    assert "nginx hit" in table and " 100 " in table and "100%" in table and "50%" in table
+    bursts = {"lock on": [{"queries": 1, "statuses": [200], "seconds": [0.5]},
+                          {"queries": 1, "statuses": [200], "seconds": [0.7]}]}
+    assert "1 1" in layers.burst_table(bursts) and " 500" in layers.burst_table(bursts)
+
+
+def test_redis_commands_counts_what_ran_between_two_readings_without_the_handshake():
+    class FakeRedis:
+        def __init__(self):
+            self.calls = [{"cmdstat_get": {"calls": 5}, "cmdstat_info": {"calls": 1}},
+                          {"cmdstat_get": {"calls": 6}, "cmdstat_mget": {"calls": 1}, "cmdstat_hello": {"calls": 1},
+                           "cmdstat_info": {"calls": 2}}]
+
+        def info(self, section):
+            assert section == "commandstats"
+            return self.calls.pop(0)
+
+    assert layers.redis_commands(FakeRedis(), lambda: None) == {"get": 1, "mget": 1}
+
+
+class _FakeServer:
+    def __init__(self, pid, fail_ready=False, fail_stop=False, log=None):
+        self.pid, self.fail_ready, self.fail_stop, self.log = pid, fail_ready, fail_stop, log if log is not None else []
+        self.process = self
+
+    def poll(self):
+        return None
+
+    def send_signal(self, sig):
+        self.log.append(("signal", self.pid, sig))
+
+    def wait_ready(self):
+        if self.fail_ready:
+            raise RuntimeError("did not start")
+        return self
+
+    def stop(self):
+        self.log.append(("stop", self.pid))
+        if self.fail_stop:
+            raise RuntimeError("did not stop")
+
+
+def test_stop_servers_signals_every_master_first_then_stops_each_even_after_a_failure():
+    import signal
+
+    log = []
+    servers = [_FakeServer(1, log=log, fail_stop=True), _FakeServer(2, log=log)]
+    with pytest.raises(RuntimeError, match="did not stop"):
+        layers.stop_servers(servers)
+    assert log == [("signal", 1, signal.SIGTERM), ("signal", 2, signal.SIGTERM), ("stop", 1), ("stop", 2)]
+    assert layers.stop_servers([_FakeServer(3), _FakeServer(4)]) == [3, 4]
+
+
+def test_ready_stops_every_server_when_one_fails(monkeypatch):
+    log = []
+    monkeypatch.setattr(layers, "pin_group", lambda pid, cpus: [pid])
+    launching = {"a": _FakeServer(1, log=log), "b": _FakeServer(2, log=log, fail_ready=True)}
+    with pytest.raises(RuntimeError, match="did not start"):
+        layers.ready(launching, None)
+    assert ("stop", 1) in log and ("stop", 2) in log
+    assert list(layers.ready({"c": _FakeServer(3)}, None)) == ["c"]
+
+
+def test_pin_this_thread_pins_the_calling_thread_only_and_says_where_it_ran():
+    import threading
+
+    if not hasattr(os, "sched_setaffinity"):
+        pytest.skip("no CPU affinity here")
+    everywhere = tuple(sorted(os.sched_getaffinity(0)))
+    seen = {}
+
+    def worker():
+        seen["before"] = layers.pin_this_thread(everywhere[:1])
+        seen["pinned"] = tuple(sorted(os.sched_getaffinity(0)))
+        layers.pin_this_thread(seen["before"])
+        seen["after"] = tuple(sorted(os.sched_getaffinity(0)))
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert seen == {"before": everywhere, "pinned": everywhere[:1], "after": everywhere}
+    assert tuple(sorted(os.sched_getaffinity(0))) == everywhere, "the main thread never moved"
+    assert layers.pin_this_thread(None) is None
+
+
+def test_placement_text_says_what_runs_where():
+    from cachelab.load.placement import Placement
+
+    assert "server CPU 0" in layers.placement_text(Placement((0, 1), (1,), (0,)))
+    assert "share it" in layers.placement_text(Placement((0,), (0,), (0,)))
+    assert "not pinned" in layers.placement_text(Placement((0, 1), None, None))
+
+
+@pytest.mark.servers
+def test_the_async_apps_def_twin_answers_like_the_async_route(db, redis_server):
+    with apps.start_asgi("fastapi", 1, settings={"db_path": str(db), "redis_url": redis_server.url,
+                                                 "prefix": "cachelab:test_fw_sync:", "ttl": 60}) as app:
+        first = app.get_json("/sync/delay/BOS/MIA/2")
+        assert app.get_json("/sync/delay/BOS/MIA/2") == first == app.get_json("/delay/BOS/MIA/2")
+        totals = app.totals()
+        assert totals["requests"] == 3 and totals["backend_queries"] == 1 and totals["hits"] == 2, totals
