@@ -290,6 +290,33 @@ def test_bulk_writes_go_to_these_servers_to_private_nodes_or_nowhere(memcached_s
     assert out.startswith("Skipped the demo: ") and out.count("\n") == 1, out
 
 
+def test_bulk_redis_writes_go_to_this_redis_to_a_private_one_or_nowhere(redis_server, monkeypatch, capsys):
+    import redis
+
+    from cachelab.servers.discovery import MemcachedEndpoint, RedisEndpoint, Servers
+
+    ours = Servers(RedisEndpoint("private", True, redis_server.url), MemcachedEndpoint("private", True, []))
+    with ours.bulk_redis(10**9, what="the demo") as url:
+        assert url == redis_server.url
+    assert capsys.readouterr().out == "", "nothing to say when the server is the project's own"
+    theirs = Servers(RedisEndpoint("environment", False, redis_server.url), MemcachedEndpoint("environment", False, []))
+    with theirs.bulk_redis(1_000, what="the demo") as url:
+        assert url == redis_server.url, "room enough on a server of someone else's"
+    with theirs.bulk_redis(10**9, what="the demo", memory_mb=8) as url:
+        assert url != redis_server.url
+        private = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=1)
+        assert private.ping() and private.config_get("maxmemory")["maxmemory"] == str(8 * 1024 * 1024)
+    with pytest.raises(redis.exceptions.ConnectionError):
+        private.ping()  # stopped after the block
+    private.close()
+    assert capsys.readouterr().out.startswith("Writing the demo to a private Redis started here instead: ")
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    with theirs.bulk_redis(10**9, what="the demo") as url:
+        assert url is None
+    out = capsys.readouterr().out
+    assert out.startswith("Skipped the demo on this Redis: ") and out.count("\n") == 1, out
+
+
 def test_clients_are_usable_from_threads(servers):
     prefix = "cachelab:99_threads:"
     r = servers.redis_client()

@@ -221,6 +221,35 @@ class Servers:
             for server in private:
                 server.stop()
 
+    @contextlib.contextmanager
+    def bulk_redis(self, planned_bytes: int, *, what: str = "this demo", memory_mb: int = 16) -> Iterator[str | None]:
+        """The URL of the Redis a bulk write of ``planned_bytes`` may use, for the length of a ``with`` block.
+
+        This Redis while :meth:`room_for` says it has room. Otherwise a private Redis started for the block
+        (``memory_mb``, ``allkeys-lru`` as every server of the project) and stopped after it, when
+        ``redis-server`` is on ``PATH``; otherwise ``None``, and the caller writes nothing in bulk (or writes
+        less). In those two cases one printed line names ``what`` and says why::
+
+            with lab.servers.bulk_redis(2_000 * 300, what="the replay") as url:
+                if url:
+                    client = redis_client_for(url)
+        """
+        ok, why = self.room_for("redis", planned_bytes)
+        if ok:
+            yield self.redis.url
+            return
+        if shutil.which("redis-server") is None:
+            print(f"Skipped {what} on this Redis: {why}, and with no redis-server on PATH no private server can "
+                  "stand in.")
+            yield None
+            return
+        server = start_redis(memory_mb=memory_mb)
+        try:
+            print(f"Writing {what} to a private Redis started here instead: {why}.")
+            yield server.url
+        finally:
+            server.stop()
+
     def describe(self) -> str:
         out = f"{self.redis.describe()}\n{self.memcached.describe()}"
         if not (self.redis.owned and self.memcached.owned):
