@@ -10,14 +10,18 @@ same query on a quiet machine):
 * :class:`Unprotected`: plain cache-aside, for comparison.
 * :class:`LockedRecompute`: the first worker to miss takes a lock (``SET lock token NX PX ttl``) and
   recomputes; the others poll the cache until the value appears. After taking the lock the worker looks
-  again, so exactly one computation happens per expiry. The lock expires by itself if its holder dies,
-  and is released with a compare-and-delete script (:data:`RELEASE_SCRIPT`) so a worker never frees a
-  lock it no longer owns.
+  again, so one computation happens per expiry, as long as the holder finishes within ``lock_ttl`` (a
+  slower one loses the lock, and the next worker computes too) and ``fallback_compute`` is off (a waiter
+  that gives up then computes as well). The lock expires by itself if its holder dies, and is released
+  with a compare-and-delete script (:data:`RELEASE_SCRIPT`) so a worker never frees a lock it no longer
+  owns.
 * :class:`XFetch`: probabilistic early recomputation (Vattani, Chierichetti and Lowenstein, "Optimal
   Probabilistic Cache Stampede Prevention", VLDB 2015). Each read recomputes *before* expiry with a
-  probability that grows as expiry nears and with the time the computation takes (``delta``), so one
-  worker usually refreshes the value while the others keep being served. No lock, no waiting; the number
-  of early recomputations is small but not exactly one.
+  probability that grows as expiry nears and with the time the computation takes (``delta``). No lock,
+  no waiting, and no promise of a single refresh: every read that draws an early recomputation before the
+  first one has stored its value recomputes too. That stays rare while the traffic starts before the early
+  window opens (:func:`xfetch_window`) and a recomputation is short next to ``beta * delta``; after a
+  refresh, the TTL must be long next to ``beta * delta`` too, or the next early window opens at once.
 * :class:`StaleWhileRevalidate`: a soft TTL and a hard one. Past the soft TTL the value is stale but still
   served; the first reader to take a refresh lock recomputes in a background thread while every reader,
   itself included, gets the stale value at once. Past the hard TTL (Redis's ``PX``) the key is gone and
@@ -198,6 +202,26 @@ def xfetch_should_recompute(now: float, expiry: float, delta: float, beta: float
     u = 1.0 - random.random() if u is None else u  # random() is in [0, 1): 1 - random() is in (0, 1]
     u = max(u, 1e-300)  # a u of 0 given by a caller: ln(0) is -inf
     return now - delta * beta * math.log(u) >= expiry
+
+
+def xfetch_window(delta: float, beta: float, reads_per_second: float) -> float:
+    """About how long before expiry XFetch's first early recomputation comes, for a key read steadily.
+
+    With ``reads_per_second`` reads, each recomputing with probability ``exp(-r / (beta * delta))`` when ``r``
+    seconds are left (:func:`xfetch_early_probability`), the expected number of early recomputations drawn
+    from long before expiry down to ``r`` is ``reads_per_second * beta * delta * exp(-r / (beta * delta))``. It
+    reaches 1 at ``r = beta * delta * ln(reads_per_second * beta * delta)``, returned here (0 when the
+    logarithm is negative: fewer than one read in a ``beta * delta``). The first recomputation comes before
+    that point with probability ``1 - exp(-1)`` (63%), after it otherwise. Traffic that starts well before it
+    covers the window; traffic that starts inside it draws several recomputations from its first reads.
+    While the first recomputation runs (``d`` seconds), the reads draw about ``exp(d / (beta * delta)) - 1``
+    more.
+    """
+    if not delta > 0 or not beta > 0 or not reads_per_second > 0:
+        raise ValueError(f"delta, beta and reads_per_second must be positive, got {delta!r}, {beta!r}, "
+                         f"{reads_per_second!r}")
+    scale = beta * delta
+    return max(0.0, scale * math.log(reads_per_second * scale))
 
 
 def xfetch_early_probability(remaining: float, delta: float, beta: float = 1.0) -> float:
@@ -394,13 +418,26 @@ class MetaClient:
     class speaks the protocol itself, as described in memcached's ``doc/protocol.txt`` (1.6): one command
     line, an optional data block, one reply line, and for ``VA`` a data block of the announced size.
     Not thread-safe: one instance per thread or process.
+
+    With ``written_prefix`` (a ``cachelab:`` prefix), every key under it that this client stores (``ms``) or
+    creates (``mg`` with ``N``, a placeholder) is written down for cleanup (:mod:`cachelab.servers.written`),
+    as the series' pymemcache clients do: on a memcached of the user's own, a cleanup deletes those keys by
+    name instead of leaving them until their TTL.
     """
 
-    def __init__(self, address: tuple[str, int], *, connect_timeout: float = 1.0, timeout: float = 2.0):
+    def __init__(self, address: tuple[str, int], *, connect_timeout: float = 1.0, timeout: float = 2.0,
+                 written_prefix: str | None = None):
         self.address = (str(address[0]), int(address[1]))
         self.connect_timeout, self.timeout = connect_timeout, timeout
+        self.written_prefix = None if written_prefix is None else check_prefix(written_prefix)
         self._sock: socket.socket | None = None
         self._buf = b""
+
+    def _write_down(self, key: str) -> None:
+        if self.written_prefix is not None and key.startswith(self.written_prefix):
+            from .servers import written
+
+            written.ledger(self.written_prefix).add(key)
 
     def _connect(self) -> socket.socket:
         if self._sock is None:
@@ -454,9 +491,12 @@ class MetaClient:
             raise
 
     def get(self, key: str, flags: str = "v") -> MetaReply:
+        if any(token.startswith("N") for token in flags.split()):  # on a miss, mg ... N creates the item
+            self._write_down(key)
         return self.command(f"mg {key} {flags}".rstrip())
 
     def set(self, key: str, data: bytes, ttl: int, flags: str = "") -> MetaReply:
+        self._write_down(key)
         return self.command(f"ms {key} {len(data)} T{int(ttl)} {flags}".rstrip(), data)
 
     def delete(self, key: str, flags: str = "") -> MetaReply:
@@ -552,7 +592,7 @@ class MemcachedLease(_Strategy):
         flags = f"C{cas}" if cas else ""  # with the lease's CAS: refused if the key changed since
         if own_connection:  # a background thread must not share the caller's socket
             other = MetaClient(self.client.address, connect_timeout=self.client.connect_timeout,
-                               timeout=self.client.timeout)
+                               timeout=self.client.timeout, written_prefix=self.client.written_prefix)
             try:
                 reply = other.set(full, data, int(self.ttl), flags)
             finally:

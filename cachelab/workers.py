@@ -251,7 +251,7 @@ def strategy_in_process(spec: dict, compute: Callable[[str], object]):
 
     cls = stampede.STRATEGIES[spec["strategy"]]
     if cls is stampede.MemcachedLease:
-        client = stampede.MetaClient(tuple(spec["memcached"]))
+        client = stampede.MetaClient(tuple(spec["memcached"]), written_prefix=spec["prefix"])
     else:
         from .servers import redis_client_for
 

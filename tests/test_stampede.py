@@ -22,6 +22,7 @@ from cachelab.stampede import (
     hammer,
     xfetch_early_probability,
     xfetch_should_recompute,
+    xfetch_window,
 )
 from cachelab.threads import call_together
 
@@ -128,6 +129,24 @@ def test_xfetch_early_probability_is_the_share_of_draws_that_recompute():
     assert xfetch_early_probability(0.3, 0.03, 2.0) == pytest.approx(math.exp(-5))
     with pytest.raises(ValueError):
         xfetch_early_probability(0.1, 0.0)
+
+
+def test_xfetch_window_is_where_the_first_early_recomputation_comes_63_times_in_100():
+    """Reads at a steady rate from long before expiry: the first that draws an early recomputation comes before
+    xfetch_window in 1 - exp(-1) of the runs (the expected count of draws reaches 1 there)."""
+    delta, beta, rate = 0.05, 3.0, 200.0
+    window = xfetch_window(delta, beta, rate)
+    assert window == pytest.approx(beta * delta * math.log(rate * beta * delta))
+    rng, earlier = random.Random(7), 0
+    for _ in range(2000):
+        remaining = 10 * window
+        while not xfetch_should_recompute(0.0, remaining, delta, beta, u=1.0 - rng.random()):
+            remaining -= 1 / rate
+        earlier += remaining > window
+    assert abs(earlier / 2000 - (1 - math.exp(-1))) < 0.03, earlier
+    assert xfetch_window(0.001, 1.0, 10.0) == 0.0, "fewer than one read in a beta * delta: no window"
+    with pytest.raises(ValueError):
+        xfetch_window(0.05, 3.0, 0.0)
 
 
 def test_xfetch_with_injected_clock_hits_far_from_expiry(redis_client):
@@ -248,6 +267,23 @@ def test_meta_commands_hand_the_win_flag_to_one_client(memcached_server):
     finally:
         first.close()
         second.close()
+
+
+def test_a_meta_client_writes_down_the_keys_it_stores_or_creates_under_its_prefix(memcached_server, tmp_path,
+                                                                                   monkeypatch):
+    from cachelab.servers import written
+
+    monkeypatch.setenv("CACHELAB_CACHE_DIR", str(tmp_path))
+    prefix = "cachelab:test_meta_ledger:"
+    client = MetaClient(memcached_server.address, written_prefix=prefix)
+    try:
+        client.set(prefix + "stored", b"1", 30)
+        client.get(prefix + "placeholder", "v c N30")  # a miss with N creates the item
+        client.get(prefix + "read-only", "v")
+        client.set("cachelab:elsewhere:k", b"1", 30)  # outside the prefix: not this ledger's
+        assert list(written.written_under(prefix).values()) == [[prefix + "placeholder", prefix + "stored"]]
+    finally:
+        client.close()
 
 
 def test_memcached_lease_computes_once_for_many_threads(memcached_server):
