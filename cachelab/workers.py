@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .data import Route
+from .keys import check_prefix
 from .timing import time_calls
 
 MODES = ("local", "memcached")
@@ -268,8 +269,8 @@ def _outcome(before: dict, after: dict) -> str:
     return "hit"
 
 
-def hot_key_share(spec: dict, key: str, route: tuple[str, str, int], db_path: str, start_at: float,
-                  duration: float, interval: float) -> dict:
+def hot_key_share(spec: dict, key: str, route: tuple[str, str, int], db_path: str, start_at: float | None,
+                  duration: float, interval: float, barrier: str | None = None) -> dict:
     """One worker of a stampede run: ask for ``key`` once every ``interval`` s for ``duration`` s.
 
     The requests go through the strategy of ``spec`` (:func:`strategy_in_process`); a recomputation is a
@@ -277,9 +278,12 @@ def hot_key_share(spec: dict, key: str, route: tuple[str, str, int], db_path: st
     the process opens its connections and runs the query once, as a worker that has served for a while
     has (a first command opens the connection, a first query warms SQLite's page cache), so that neither
     lands in a measured request. Arrivals follow a fixed schedule from ``start_at``: a request that took
-    longer than ``interval`` delays the next one, as a busy worker would. Returns the start of each request
-    (s from ``start_at``), its latency (ns) and its outcome (``hit``, ``stale``, ``computed``, ``waited``,
-    ``missed``), the start and end of each recomputation, and this process's backend queries in the run.
+    longer than ``interval`` delays the next one, as a busy worker would. With ``barrier`` (a key under the
+    spec's prefix, for :func:`run_hot_key`), the process says it is ready on that Redis list and takes
+    ``start_at`` from the parent once every process is (``start_at`` is then ``None``). Returns the start of
+    each request (s from ``start_at``), its latency (ns) and its outcome (``hit``, ``stale``, ``computed``,
+    ``waited``, ``missed``), the start and end of each recomputation, and this process's backend queries in
+    the run.
     """
     from .data import FlightService
 
@@ -295,6 +299,8 @@ def hot_key_share(spec: dict, key: str, route: tuple[str, str, int], db_path: st
 
     cache = strategy_in_process(spec, compute)
     _warm_up(cache, service, asked)
+    if barrier is not None:
+        start_at = _start_from_parent(spec["redis_url"], barrier)
     calls_before = service.calls
     _sleep_until(start_at)
     starts, latencies, outcomes = [], [], []
@@ -324,6 +330,28 @@ def hot_key_share(spec: dict, key: str, route: tuple[str, str, int], db_path: st
         service.close()
     return {"pid": os.getpid(), "starts": starts, "latencies_ns": latencies, "outcomes": outcomes,
             "computes": computes, "calls": service.calls - calls_before}
+
+
+BARRIER_TIMEOUT = 120.0
+"""How long the processes of a hot-key run and their parent wait for each other at its start, at most (s)."""
+
+
+def _start_from_parent(redis_url: str, barrier: str) -> float:
+    """In a worker: say this process is ready (``RPUSH <barrier>:ready``), then wait for the start time its
+    parent pushes once every process is (``BLPOP <barrier>:go``, in steps shorter than the socket timeout)."""
+    from .servers import redis_client_for
+
+    client = redis_client_for(redis_url)
+    try:
+        client.rpush(f"{barrier}:ready", os.getpid())
+        deadline = time.monotonic() + BARRIER_TIMEOUT
+        while time.monotonic() < deadline:
+            got = client.blpop([f"{barrier}:go"], timeout=1)
+            if got is not None:
+                return float(got[1])
+        raise TimeoutError(f"no start time from the parent of this hot-key run after {BARRIER_TIMEOUT:.0f} s")
+    finally:
+        client.close()
 
 
 def _warm_up(cache, service, route: Route) -> None:
@@ -375,18 +403,32 @@ class HotKeyRun:
 
 
 def run_hot_key(pool: Executor, spec: dict, *, workers: int, key: str, route: Route, db_path,
-                duration: float, interval: float, start_in: float = 0.3, cpus: Sequence[int] | None = None
-                ) -> HotKeyRun:
+                duration: float, interval: float, start_in: float = 0.3, cpus: Sequence[int] | None = None,
+                prime: Callable[[float], object] | None = None) -> HotKeyRun:
     """``workers`` processes of ``pool`` ask for one hot key through the strategy of ``spec`` (see
     :func:`strategy_in_process`), one request every ``interval`` s each, for ``duration`` s, starting
-    together ``start_in`` seconds from now (at least 0.6 s, for the processes to connect first); with
-    ``cpus``, on those CPUs only. Prime the key first, so that the run measures expiries and not a cold
-    start."""
+    together; with ``cpus``, on those CPUs only.
+
+    With ``prime``, the run starts once every process has connected and warmed up, however long that takes on
+    a busy machine (a barrier on a Redis list under the spec's prefix): ``prime(start_at)`` is called then, to
+    store the key so that it expires at a chosen moment of the run, and the processes start at ``start_at``.
+    Without it, they start ``start_in`` seconds from now (at least 0.6 s, for the processes to connect first):
+    prime the key before, so that the run measures expiries and not a cold start; a process that warms up
+    later than that starts late, and may miss the expiry.
+    """
     release_at = time.time() + 0.1
-    start_at = time.time() + max(start_in, 0.6)  # after each process has connected and warmed up
-    args = (spec, key, (route.origin, route.dest, route.month), str(db_path), start_at, duration, interval)
-    shares = run_together(pool, hot_key_share, [args] * workers, start_at=release_at, cpus=cpus,
-                          timeout=duration + 120)
+    route_args = (route.origin, route.dest, route.month)
+    if prime is None:
+        start_at = time.time() + max(start_in, 0.6)  # after each process has connected and warmed up
+        args = (spec, key, route_args, str(db_path), start_at, duration, interval)
+        shares = run_together(pool, hot_key_share, [args] * workers, start_at=release_at, cpus=cpus,
+                              timeout=duration + 120)
+    else:
+        barrier = f"{check_prefix(spec['prefix'])}barrier"
+        args = (spec, key, route_args, str(db_path), None, duration, interval, barrier)
+        futures = start_together(pool, hot_key_share, [args] * workers, start_at=release_at, cpus=cpus)
+        start_at = _release_when_ready(spec["redis_url"], barrier, workers, futures, prime)
+        shares = collect(futures, timeout=duration + 120)
     spans = sorted(span for share in shares for span in share["computes"])
     return HotKeyRun(
         strategy=spec["strategy"], workers=workers, ttl=float(spec["options"]["ttl"]), duration=duration,
@@ -395,6 +437,29 @@ def run_hot_key(pool: Executor, spec: dict, *, workers: int, key: str, route: Ro
         outcomes=np.concatenate([np.asarray(s["outcomes"], dtype=object) for s in shares]).astype(str),
         worker_of=np.concatenate([np.full(len(s["starts"]), i) for i, s in enumerate(shares)]),
         compute_spans=[tuple(s) for s in spans], backend_calls=sum(s["calls"] for s in shares))
+
+
+def _release_when_ready(redis_url: str, barrier: str, workers: int, futures: Sequence, prime) -> float:
+    """In the parent: wait until ``workers`` processes are ready (``BLPOP <barrier>:ready``), call
+    ``prime(start_at)`` and hand every process ``start_at`` (``RPUSH <barrier>:go``, one each)."""
+    from .servers import redis_client_for
+
+    client = redis_client_for(redis_url)
+    try:
+        ready, deadline = 0, time.monotonic() + BARRIER_TIMEOUT
+        while ready < workers:
+            failed = next((f for f in futures if f.done() and f.exception() is not None), None)
+            if failed is not None:
+                raise failed.exception()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{ready} of {workers} processes ready after {BARRIER_TIMEOUT:.0f} s")
+            ready += client.blpop([f"{barrier}:ready"], timeout=1) is not None
+        start_at = time.time() + 0.05  # time to prime the key and hand the start over
+        prime(start_at)
+        client.rpush(f"{barrier}:go", *[repr(start_at)] * workers)
+        return start_at
+    finally:
+        client.close()
 
 
 def ask_once(spec: dict, key: str, route: tuple[str, str, int], db_path: str, at: float | None = None) -> dict:

@@ -386,6 +386,28 @@ def test_a_hot_key_run_counts_one_recomputation_per_expiry_with_the_lock(redis_s
     assert 0 <= run.starts.min() and run.starts.max() < 1.6
 
 
+def test_a_primed_hot_key_run_starts_when_every_process_is_ready(redis_server, service):
+    """With prime, the key is stored once every process has warmed up: however slow the start, each process asks
+    before the expiry, and the expiry falls where prime put it."""
+    from cachelab.workers import run_hot_key, worker_pool
+
+    spec = _spec("lock", redis_server, "primed:")
+    primer = LockedRecompute(_client(redis_server), spec["prefix"], lambda k: None, ttl=60)
+    answer, primed = service.ask(HOT), []
+
+    def prime(start_at):
+        primed.append(time.time() - start_at)
+        primer.put(HOT.key(), answer, ttl=start_at + 0.4 - time.time())
+
+    with worker_pool(3) as pool:
+        run = run_hot_key(pool, spec, workers=3, key=HOT.key(), route=HOT, db_path=service.db_path,
+                          duration=1.0, interval=0.02, prime=prime)
+    assert len(primed) == 1 and primed[0] < 0, "primed once, before the start it was given"
+    assert set(run.worker_of) == {0, 1, 2} and all(run.starts[run.worker_of == w].min() < 0.4 for w in range(3))
+    assert len(run.compute_spans) == 1 and 0.35 < run.compute_spans[0][0] < 1.0, run.compute_spans
+    assert _client(redis_server).keys(spec["prefix"] + "barrier*") == [], "the barrier's lists are emptied"
+
+
 def _client(redis_server):
     from redis import Redis
 
