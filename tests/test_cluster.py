@@ -53,6 +53,7 @@ def test_cluster_nodes_are_parsed():
     assert nodes[30003]["slots"] == [(10923, 16383)], "a migrating slot is not a served range"
     assert nodes[30001]["myself"] and nodes[30001]["slots"] == [(0, 5460)]
     assert not nodes[30005]["connected"], "a failed node is not connected"
+    assert nodes[30005]["flags"] == {"master", "fail"} and "myself" in nodes[30001]["flags"]
 
 
 def test_shards_needed_takes_the_larger_need():
@@ -96,6 +97,10 @@ def test_a_private_cluster_is_three_primaries_with_a_replica_each(cluster):
     primaries = [n for n in topology if n["role"] == "primary"]
     assert len(topology) == 6 and len(primaries) == 3
     assert sum(hi - lo + 1 for n in primaries for lo, hi in n["slots"]) == cl.SLOTS
+    steps = cluster.creation_steps
+    epochs = [s.rsplit(" ", 1)[1] for s in steps if "SET-CONFIG-EPOCH" in s]
+    assert len(set(epochs)) == 6 and all("SET-CONFIG-EPOCH" in s for s in steps[:6]), \
+        "first a distinct epoch for each node, as redis-cli --cluster create gives"
     ids = {n["id"] for n in primaries}
     assert sorted(n["primary_id"] in ids for n in topology if n["role"] == "replica") == [True] * 3
     for node in cluster.nodes:

@@ -199,7 +199,8 @@ class Cluster:
         return _node_client(host, port, self.password, username=self.username, **kwargs)
 
     def topology(self) -> list[dict]:
-        """Every node as ``{'address', 'id', 'role', 'primary_id', 'slots', 'connected'}``, from ``CLUSTER NODES``."""
+        """Every node as ``{'address', 'id', 'role', 'primary_id', 'slots', 'connected', 'myself', 'flags'}``, from
+        ``CLUSTER NODES``."""
         last: Exception | None = None
         for host, port in self.startup_nodes:
             try:
@@ -289,7 +290,8 @@ def _unlink_each(client, keys) -> int:
 
 
 def parse_cluster_nodes(text: str) -> list[dict]:
-    """``CLUSTER NODES`` as a list of dicts (see :meth:`Cluster.topology`)."""
+    """``CLUSTER NODES`` as a list of dicts (see :meth:`Cluster.topology`), each with its ``flags`` as a set
+    (``{'master', 'fail'}``: ``fail?`` is one node's suspicion, ``fail`` the cluster's agreement)."""
     if isinstance(text, bytes):
         text = text.decode()
     nodes = []
@@ -310,7 +312,7 @@ def parse_cluster_nodes(text: str) -> list[dict]:
                       "role": "primary" if "master" in flags else "replica",
                       "primary_id": None if parts[3] == "-" else parts[3], "slots": slots,
                       "connected": parts[7] == "connected" and not flags & {"fail", "fail?", "noaddr"},
-                      "myself": "myself" in flags})
+                      "myself": "myself" in flags, "flags": flags})
     return nodes
 
 
@@ -374,6 +376,7 @@ class ManagedCluster(Cluster):
         try:
             for i, c in enumerate(clients):  # distinct epochs, as redis-cli --cluster create does
                 c.execute_command("CLUSTER", "SET-CONFIG-EPOCH", i + 1)
+                steps.append(f"{self.nodes[i].name}: CLUSTER SET-CONFIG-EPOCH {i + 1}")
             for i, c in enumerate(clients[:len(prim)]):
                 lo, hi = i * SLOTS // len(prim), (i + 1) * SLOTS // len(prim) - 1
                 if self._version >= (7, 0, 0):
