@@ -203,6 +203,15 @@ class FailoverRun:
     rejoined_s: float = 0.0
     lost_examples: list[str] = field(default_factory=list)
     refused_by_others: dict[str, int] = field(default_factory=dict)  # CLUSTERDOWN replies of the other primaries
+    cut_acked: int = 0  # plain writes acknowledged while the replica was cut off (the kill run's)
+    wait_timeout_ms: int = 0
+    probes: dict[str, dict] = field(default_factory=dict)  # by other primary: what one read got, see failover_stream
+
+    def probe(self, group: int) -> dict | None:
+        """The probe of the other primary in ``group`` (:data:`COVERED` or :data:`UNCOVERED`): ``{'served',
+        'reply', 'others_failing', 'at_s'}``, or ``None`` where none was made in time."""
+        wanted = "yes" if group == COVERED else "no"
+        return next((p for name, p in self.probes.items() if self.coverage.get(name) == wanted), None)
 
     def _rows(self, group: int) -> np.ndarray:
         return self.reads[self.reads[:, 2] == group]
@@ -212,7 +221,8 @@ class FailoverRun:
         return sorted({int(g) for g in self.reads[:, 2]}) if len(self.reads) else []
 
     def refused(self, group: int) -> int:
-        """``CLUSTERDOWN`` replies the other primaries of one group sent during the run (counted by them)."""
+        """``CLUSTERDOWN`` replies the other primaries of one group sent to the readers during the run (counted by
+        them, the probes left out)."""
         wanted = "yes" if group == COVERED else "no"
         return int(sum(n for name, n in self.refused_by_others.items() if self.coverage.get(name) == wanted))
 
@@ -308,7 +318,8 @@ class FailoverRun:
                 "waited_unconfirmed": self.waited_unconfirmed,
                 "waited_unconfirmed_lost": self.waited_unconfirmed_lost, "waited_failed": self.waited_failed,
                 "retries_per_call": self.retries_per_call, "socket_timeout_s": self.socket_timeout_s,
-                "rejoined_s": round(self.rejoined_s, 3), "restarted_as": self.restarted_as}
+                "rejoined_s": round(self.rejoined_s, 3), "restarted_as": self.restarted_as,
+                "cut_acked": self.cut_acked, "wait_timeout_ms": self.wait_timeout_ms, "probes": self.probes}
 
 
 def _finite(x: float) -> float | None:
@@ -339,10 +350,43 @@ def _errors_on(nodes, kind: str) -> dict[str, int]:
     return out
 
 
+def _nodes_by_id(client) -> dict[str, dict]:
+    from .servers.cluster import parse_cluster_nodes
+
+    return {n["id"]: n for n in parse_cluster_nodes(client.execute_command("CLUSTER", "NODES"))}
+
+
+def probe_during_failover(client, victim_id: str, key: str) -> dict | None:
+    """One read of ``key`` on the node of ``client`` (a plain client of one primary, ``key`` in its slots), made
+    while that node agrees the victim has failed (``fail``, not the suspicion ``fail?``) and the victim still owns
+    its slots (no replica has taken them over): ``None`` outside that window, else ``{'served', 'reply',
+    'others_failing'}``, ``others_failing`` counting the other primaries this node also flags as failing
+    (a machine so busy that a healthy node missed its pings).
+
+    The node's view is read before the read and again after it: the victim still owning its slots after the
+    read means it owned them during the read."""
+    from redis.exceptions import ResponseError
+
+    victim = _nodes_by_id(client).get(victim_id)
+    if victim is None or "fail" not in victim["flags"] or not victim["slots"]:
+        return None
+    try:
+        client.get(key)
+        served, reply = True, "served"
+    except ResponseError as exc:
+        served, reply = False, f"{type(exc).__name__}: {exc}"
+    after = _nodes_by_id(client)
+    if not after.get(victim_id, {}).get("slots"):
+        return None  # the replica took the slots over meanwhile: too late to tell
+    failing = sum(1 for i, n in after.items() if i != victim_id and not n["myself"] and n["role"] == "primary"
+                  and n["slots"] and n["flags"] & {"fail", "fail?"})
+    return {"served": served, "reply": reply, "others_failing": failing}
+
+
 def failover_stream(cluster, prefix: str, *, victim=None, fault: str = "kill", cut_replica: bool = False,
-                    full_coverage: bool | str = True, lead_s: float = 0.3, cut_s: float = 0.3, tail_s: float = 0.5,
-                    read_keys: int = 300, retries: int = 2, socket_timeout: float = 0.5, wait_timeout_ms: int = 100,
-                    timeout: float = 30.0) -> FailoverRun:
+                    full_coverage: bool | str = True, lead_s: float = 0.3, cut_s: float = 0.3, cut_writes: int = 10,
+                    tail_s: float = 0.5, read_keys: int = 300, retries: int = 2, socket_timeout: float = 0.5,
+                    wait_timeout_ms: int = 100, timeout: float = 30.0) -> FailoverRun:
     """Kill or hang a primary of ``cluster`` (a ManagedCluster) while readers and two writers run, then bring
     it back.
 
@@ -354,8 +398,14 @@ def failover_stream(cluster, prefix: str, *, victim=None, fault: str = "kill", c
     :func:`write_and_wait`. ``full_coverage``: the ``cluster-require-full-coverage`` of every node (``True``,
     the default, or ``False``), or ``"mixed"``: of the other primaries, the first keeps the default and the
     others say ``no``, so that one run shows both. With ``cut_replica`` the victim's replica is first cut off
-    its primary's replication stream for ``cut_s`` seconds (:meth:`ManagedCluster.cut_replication`; the cluster
-    bus stays up), so that the writes made meanwhile exist on the victim alone when it fails.
+    its primary's replication stream (:meth:`ManagedCluster.cut_replication`; the cluster bus stays up) for at
+    least ``cut_s`` seconds and until the victim has acknowledged ``cut_writes`` plain writes meanwhile (within
+    ``timeout``), so that those writes exist on the victim alone when it fails.
+
+    While the replica waits to take over, each other primary is probed once (:func:`probe_during_failover`): a
+    read of a key it serves, made once it agrees the victim has failed, while the victim still owns its slots.
+    A primary that requires full coverage refuses it (``CLUSTERDOWN``); one that does not serves it. The
+    probes are in ``FailoverRun.probes``, and left out of :meth:`FailoverRun.refused`.
     """
     check_prefix(prefix)
     if not getattr(cluster, "owned", False) or not hasattr(cluster, "kill"):
@@ -448,6 +498,10 @@ def failover_stream(cluster, prefix: str, *, victim=None, fault: str = "kill", c
     threads = [threading.Thread(target=reader, args=(name,), daemon=True) for name in tags]
     threads += [threading.Thread(target=plain_writer, daemon=True), threading.Thread(target=waited_writer, daemon=True)]
     cut = hung = False
+    cut_acked = 0
+    victim_id = cluster.node_id(victim)
+    probe_clients = {n.name: n.client(socket_timeout=1, socket_connect_timeout=1, retries=0) for n in others}
+    probes: dict[str, dict] = {}
     for node in cluster.alive_nodes():
         with contextlib.closing(node.client()) as c:
             c.config_set("cluster-require-full-coverage", coverage.get(node.name, "yes"))
@@ -467,7 +521,12 @@ def failover_stream(cluster, prefix: str, *, victim=None, fault: str = "kill", c
         if cut_replica:
             cluster.cut_replication(replica)
             cut = True
+            acked_at_cut = len(plain_acked)
             time.sleep(cut_s)
+            enough = time.monotonic() + timeout
+            while len(plain_acked) - acked_at_cut < cut_writes and time.monotonic() < enough:
+                time.sleep(0.01)
+            cut_acked = len(plain_acked) - acked_at_cut
         if fault == "kill":
             fault_at = cluster.kill(victim)
         else:
@@ -475,6 +534,12 @@ def failover_stream(cluster, prefix: str, *, victim=None, fault: str = "kill", c
             hung = True
         deadline = fault_at + timeout
         while True:
+            for name, c in probe_clients.items():
+                if name not in probes:
+                    with contextlib.suppress(Exception):  # a node slow to answer: probed at the next turn
+                        seen = probe_during_failover(c, victim_id, readable[name][0])
+                        if seen is not None:
+                            probes[name] = {**seen, "at_s": round(time.monotonic() - fault_at, 3)}
             with contextlib.suppress(Exception):
                 if cluster.role(replica) == "primary":
                     break
@@ -487,13 +552,16 @@ def failover_stream(cluster, prefix: str, *, victim=None, fault: str = "kill", c
         stop.set()
         for t in threads:
             t.join(timeout=10)
+        for c in probe_clients.values():
+            c.close()
         if hung:
             cluster.resume(victim)
         if cut:
             with contextlib.suppress(Exception):
                 cluster.heal_replication(replica)
     refused_after = _errors_on(others, "CLUSTERDOWN")
-    refused = {name: refused_after[name] - refused_before[name] for name in refused_after}
+    refused = {name: refused_after[name] - refused_before[name] - (name in probes and not probes[name]["served"])
+               for name in refused_after}
     survivor = replica.client()
     try:
         def exists(keys):
@@ -531,7 +599,8 @@ def failover_stream(cluster, prefix: str, *, victim=None, fault: str = "kill", c
         waited_confirmed=len(confirmed), waited_confirmed_lost=int(confirmed_lost),
         waited_unconfirmed=len(unconfirmed), waited_unconfirmed_lost=int(unconfirmed_lost),
         waited_failed=sum(n is None for _, n in waited), retries_per_call=retries, socket_timeout_s=socket_timeout,
-        restarted_as=cluster.role(victim), rejoined_s=rejoined, lost_examples=lost[:3], refused_by_others=refused)
+        restarted_as=cluster.role(victim), rejoined_s=rejoined, lost_examples=lost[:3], refused_by_others=refused,
+        cut_acked=cut_acked, wait_timeout_ms=wait_timeout_ms, probes=probes)
 
 
 
@@ -605,6 +674,55 @@ def reshard_under_reads(cluster, keys: Sequence[str], slots: Sequence[int], sour
                       reads=len(latencies), read_errors=errors[0],
                       redirects={k: after[k] - before[k] for k in after},
                       latencies_ns=np.asarray(latencies, dtype=np.float64))
+
+
+# --------------------------------------------------------------------------- replica reads
+
+def reads_during_writes(primary, replica, key: str, *, rounds: int, timeout: float = 5.0) -> list[bool]:
+    """Write a new value of ``key`` to ``primary`` and read it from ``replica`` at the same moment, ``rounds``
+    times: ``True`` for each read that returned the value before the write (stale).
+
+    ``primary`` and ``replica`` are nodes of a :class:`~cachelab.servers.cluster.ManagedCluster` (``replica``
+    copies ``primary``; ``key`` lives in its slots). Each round sends the ``SET`` to the primary and the ``GET``
+    (on a ``READONLY`` connection) to the replica, one after the other, before reading either reply: the read
+    is what a reader elsewhere gets while the write is on its way. Before the next round, the replica is left
+    to catch up (polled until it has the new value, within ``timeout``), so that every round starts in step.
+    """
+    from redis.connection import Connection
+
+    rounds = arguments.integer("rounds", rounds, minimum=1)
+
+    def connect(node):
+        c = Connection(host=node.host, port=node.port, password=node.password, decode_responses=True,
+                       socket_timeout=2, socket_connect_timeout=2)
+        c.connect()
+        return c
+
+    def ask(c, *command):
+        c.send_command(*command)
+        return c.read_response()
+
+    write, read = connect(primary), connect(replica)
+    try:
+        ask(read, "READONLY")
+        stale = []
+        for i in range(rounds + 1):
+            value = f"w{i}"
+            write.send_command("SET", key, value, "EX", 600)
+            if i:
+                read.send_command("GET", key)
+            write.read_response()
+            if i:
+                stale.append(read.read_response() != value)
+            deadline = time.monotonic() + timeout
+            while ask(read, "GET", key) != value:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the replica {replica.name} did not catch up within {timeout} s")
+                time.sleep(0.0005)
+        return stale
+    finally:
+        write.disconnect()
+        read.disconnect()
 
 
 # --------------------------------------------------------------------------- throughput against shards
