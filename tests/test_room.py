@@ -295,13 +295,14 @@ def test_start_up_cleanups_of_a_whole_room_at_once_wait_for_each_other(memcached
 ACL_LINE = "ACL SETUSER {name} on >{password} resetkeys resetchannels ~cachelab:{name}:* &cachelab:{name}:* " \
            "+@all -@dangerous"
 
-#: The cells of notebooks/06_redis.ipynb run with that user: cache-aside, the lock, XFetch and
-#: stale-while-revalidate written out, pub/sub invalidation on the notebook's channel (the tiny near cache
-#: and NearCache), delete on write and its race, the lost-message demo (which needs CLIENT LIST and says so),
-#: the security checks and the results file. ``answer`` comes from the batching cell, which is left out.
-CORE_06 = ["53a39f50", "2e6ff203", "337fba50", "r06reads", "answer = service.ask(busiest)", "70d0685b",
-           "a3928290", "r06race", "r06fence", "r06pool", "d7c1b88e", "r06lostplot", "b594e138", "61e6e032",
-           "r06swr", "0d4aaac9", "c724bda3", "87092a30"]
+#: The cells of notebooks/06_redis.ipynb run with that user, in the notebook's order: its core path (cache-aside,
+#: batching and jitter, whose bulk writes go to a private Redis since the user may not read INFO for room_for, the
+#: three protections written out and the stampede runs from worker processes, the closing checklist), delete on
+#: write and its race, pub/sub invalidation on the notebook's channel (the tiny near cache and NearCache), the
+#: lost-message demo (which needs CLIENT LIST and says so), the security checks and the results file.
+CORE_06 = ["53a39f50", "2e6ff203", "337fba50", "r06reads", "9ba7373d", "87650082", "a143f402", "a3928290", "r06race",
+           "r06fence", "70d0685b", "d7c1b88e", "r06lostplot", "b594e138", "61e6e032", "r06swr", "r06pool", "07f4d12e",
+           "6c6e1eab", "c724bda3", "62de5141", "d3675270", "87092a30"]
 
 
 def acl_user(admin, name: str, password: str, line: str = ACL_LINE) -> str:
@@ -318,7 +319,8 @@ def core_of_06(tmp_path):
     source = nbformat.read(notebooks.list_notebooks(["06"])[0], as_version=4)
     by_id = {c.get("id"): c for c in source.cells}
     nb = new_notebook(metadata=source.metadata)
-    nb.cells = [by_id[c] if c in by_id else new_code_cell(c) for c in CORE_06]
+    assert [c.get("id") for c in source.cells if c.get("id") in CORE_06] == CORE_06, "CORE_06 in the notebook's order"
+    nb.cells = [by_id[c] for c in CORE_06]
     folder = tmp_path / "notebooks"
     folder.mkdir()
     nbformat.write(nb, folder / "06_redis.ipynb")
@@ -358,6 +360,10 @@ def test_06s_core_runs_as_a_participant_whose_acl_user_is_limited_to_their_prefi
     outcome = json.loads(proc.stdout.strip().splitlines()[-1])
     assert outcome["ok"], outcome["error"]
     assert admin.get("user:precious") == "do not touch" and admin.get("cachelab:dave:06_redis:k") == "dave's"
+    ran = nbformat.read(path, as_version=4)
+    printed = "".join(o.get("text", "") for c in ran.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    for demo in ("the batches", "the burst"):  # this user may not read INFO, so room_for says no: a private Redis
+        assert f"Writing {demo} to a private Redis started here instead" in printed, demo
     saved = json.loads((tmp_path / "results" / "06_redis.json").read_text())
     assert not saved["environment"]["servers"]["redis"].startswith("unavailable"), saved["environment"]["servers"]
     admin.close()
