@@ -676,6 +676,23 @@ def reshard_under_reads(cluster, keys: Sequence[str], slots: Sequence[int], sour
                       latencies_ns=np.asarray(latencies, dtype=np.float64))
 
 
+def reads_after_a_move(cluster, client, keys: Sequence[str]) -> tuple[list[float], list[float], int]:
+    """Two reads of each of ``keys`` in turn by ``client``, whose slot table may predate a move of their slots:
+    each first read's time and each second read's (ns, taken in turn: pairs), and how many ``MOVED`` replies
+    the nodes of ``cluster`` sent meanwhile (``INFO errorstats``)."""
+    before = redirects(cluster)["MOVED"]
+    first, second = [], []
+    clock = time.perf_counter_ns
+    for key in keys:
+        t0 = clock()
+        client.get(key)
+        t1 = clock()
+        client.get(key)
+        first.append(float(t1 - t0))
+        second.append(float(clock() - t1))
+    return first, second, redirects(cluster)["MOVED"] - before
+
+
 # --------------------------------------------------------------------------- replica reads
 
 def reads_during_writes(primary, replica, key: str, *, rounds: int, timeout: float = 5.0) -> list[bool]:

@@ -200,10 +200,17 @@ def test_moving_slots_live_redirects_the_reader_without_errors(cluster, client):
     keys = [k for k in (f"{PREFIX}m{i}" for i in range(4000)) if lo <= scale_out.key_slot(k) < lo + 40]
     for key in keys:
         client.set(key, "v")
+    one_per_slot = list({scale_out.key_slot(k): k for k in keys}.values())
+    stale = cluster.client(reinitialize_steps=0)
+    for key in one_per_slot:
+        stale.get(key)  # its table: the one before the move
     run = scale_out.reshard_under_reads(cluster, keys, slots, source, target)
     assert run.read_errors == 0 and run.keys_moved == len(keys)
     assert run.redirects["MOVED"] >= 1, "a reader with the old slot table must have been redirected"
     assert all(scale_out.shard_of(cluster.client(), k) == target.name for k in keys)
+    first, second, moved = scale_out.reads_after_a_move(cluster, stale, one_per_slot)
+    stale.close()
+    assert len(first) == len(second) == len(one_per_slot) and moved == len(one_per_slot), "one MOVED per slot"
     cluster.move_slots(slots, target, source)  # put them back for the other tests
 
 
