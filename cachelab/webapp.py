@@ -5,7 +5,8 @@ Open this file next to notebook 07. The endpoints, JSON in and out:
 * ``GET /delay/<origin>/<dest>/<month>``: the delay statistics of one route in one month, through the cache;
 * ``POST /flights`` with ``{"origin": ..., "dest": ..., "month": ..., "arr_delay": ...}``: record a flight
   in SQLite, which changes that route's answer, then tell the cache as far as its mode can;
-* ``GET /stats``: this worker's counters (pid, requests, hits, misses, backend queries);
+* ``GET /stats``: this worker's counters (pid, requests, hits, misses, backend queries, floor answers) and
+  the state of its garbage collector (enabled, objects frozen by ``gc.freeze``);
 * ``GET /health``: this worker is up and its database answers;
 * ``GET /floor``: a fixed answer of the same size, with no database and no cache: the HTTP floor.
 
@@ -19,6 +20,9 @@ never a 500. The cache mode is chosen when the server starts, by ``CACHELAB_WEB_
 * ``ttl``: a ``cachetools.TTLCache`` in each worker (notebook 03): stale for at most its TTL (``local_ttl``);
 * ``memcached`` and ``redis``: :class:`~cachelab.cache_aside.CacheAside` over one server that every worker
   shares (notebooks 05 and 06), delete-on-write;
+* ``redis-lock``: the same, with the miss path of :class:`~cachelab.stampede.LockedRecompute` (notebook 06):
+  the first worker to miss a key takes a lock in Redis and queries, the others wait for its answer, so a
+  deleted hot key costs one query however many workers ask for it at once;
 * ``near``: :class:`~cachelab.near_cache.NearCache`, a local tier in each worker in front of Redis, whose
   writes tell every worker to drop its copy (pub/sub).
 
@@ -26,6 +30,11 @@ A cache server that goes away degrades to the database: the request is a miss, a
 and counted in ``store_errors``. Every worker opens its own connections after the fork (a SQLite
 connection or a socket must not be shared by two processes), on its first request or when gunicorn's
 ``post_worker_init`` hook calls :func:`open_worker`.
+
+With a counters folder (``CACHELAB_WEB_COUNTERS``), each worker keeps its counters in a small file there, and
+logs every backend query, one line each (the time on the system's monotonic clock and the key), so that
+the process that started the server can count the queries of each key, and of each write
+(:class:`QueryLog`, :func:`read_queries`).
 
 Run it by hand (the package's :mod:`cachelab.servers.gunicorn` does this for the notebook)::
 
@@ -37,11 +46,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import math
 import mmap
 import os
 import re
 import sqlite3
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,11 +63,12 @@ from werkzeug.exceptions import HTTPException
 from .cache_aside import STORE_ERRORS, CacheAside, MemcachedStore, RedisStore
 from .data import FlightService, Route, database_path
 
-MODES = ("none", "lru", "ttl", "memcached", "redis", "near")
+MODES = ("none", "lru", "ttl", "memcached", "redis", "near", "redis-lock")
 LOCAL_MODES = ("lru", "ttl")
-SHARED_MODES = ("memcached", "redis", "near")
-#: The counters every worker keeps, in this order in its counters file.
-COUNTERS = ("requests", "hits", "misses", "backend_queries", "writes", "store_errors", "bad_requests")
+SHARED_MODES = ("memcached", "redis", "near", "redis-lock")
+#: The counters every worker keeps, in this order in its counters file. ``requests``, ``hits``, ``misses`` and
+#: ``backend_queries`` count the delay endpoint; ``floor`` the answers of ``/floor``.
+COUNTERS = ("requests", "hits", "misses", "backend_queries", "writes", "store_errors", "bad_requests", "floor")
 _AIRPORT = re.compile(r"^[A-Z]{3}$")
 
 
@@ -78,11 +90,12 @@ class Settings:
     prefix: str = "cachelab:webapp:"
     counters_dir: str | None = None  # where each worker keeps its counters file, read by the notebook
     warm: bool = False  # fill the local cache from one query when the app is created (see gunicorn --preload)
+    warm_in_worker: bool = False  # fill it in each worker once it has forked (post_worker_init), not before
 
     def __post_init__(self):
         if self.mode not in MODES:
             raise ValueError(f"unknown cache mode {self.mode!r}: one of {', '.join(MODES)}")
-        if self.mode in ("redis", "near") and not self.redis_url:
+        if self.mode in ("redis", "near", "redis-lock") and not self.redis_url:
             raise ValueError(f"mode {self.mode!r} needs a Redis URL (CACHELAB_WEB_REDIS)")
         if self.mode == "memcached" and not self.memcached:
             raise ValueError("mode 'memcached' needs memcached nodes (CACHELAB_WEB_MEMCACHED=host:port,...)")
@@ -99,7 +112,8 @@ class Settings:
                       redis_url=env.get("CACHELAB_WEB_REDIS") or None, memcached=nodes,
                       prefix=env.get("CACHELAB_WEB_PREFIX", "cachelab:webapp:"),
                       counters_dir=env.get("CACHELAB_WEB_COUNTERS") or None,
-                      warm=env.get("CACHELAB_WEB_WARM", "") == "1")
+                      warm=env.get("CACHELAB_WEB_WARM", "") == "1",
+                      warm_in_worker=env.get("CACHELAB_WEB_WARM_IN_WORKER", "") == "1")
         values.update(overrides)
         return cls(**values)
 
@@ -107,11 +121,13 @@ class Settings:
 class Counters:
     """This worker's counters. With a folder, they live in a small memory-mapped file named after the
     pid, so that the process that started the server reads every worker's counters at any moment
-    (:func:`read_counters`) without asking each worker, and without a system call per request."""
+    (:func:`read_counters`) without asking each worker, and without a system call per request; and every
+    backend query is logged in ``<pid>.queries`` beside it (:meth:`query`)."""
 
     def __init__(self, folder: str | None = None):
         size = 8 * len(COUNTERS)
         self.path = None
+        self._log = None
         if folder is None:
             self._buffer = bytearray(size)
         else:
@@ -119,13 +135,50 @@ class Counters:
             with open(self.path, "w+b") as handle:
                 handle.truncate(size)
                 self._buffer = mmap.mmap(handle.fileno(), size)
+            self._log = os.open(Path(folder) / f"{os.getpid()}.queries", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self._values = memoryview(self._buffer).cast("q")
 
     def add(self, name: str, n: int = 1) -> None:
         self._values[COUNTERS.index(name)] += n
 
+    def query(self, key: str) -> None:
+        """Log one backend query of ``key``, at this moment of the system's monotonic clock (with a folder)."""
+        if self._log is not None:
+            os.write(self._log, f"{time.monotonic():.6f} {key}\n".encode())  # one write: a whole line, appended
+
     def as_dict(self) -> dict[str, int]:
         return dict(zip(COUNTERS, self._values.tolist(), strict=True))
+
+
+def read_queries(path: str | os.PathLike, offset: int = 0) -> tuple[list[tuple[float, str]], int]:
+    """The backend queries logged in one worker's ``<pid>.queries`` file from byte ``offset`` on, as
+    ``(monotonic time, key)``, and the offset to read from next time (a line still being written waits)."""
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        data = handle.read()
+    end = data.rfind(b"\n") + 1
+    out = []
+    for line in data[:end].decode().splitlines():
+        t, _, key = line.partition(" ")
+        out.append((float(t), key))
+    return out, offset + end
+
+
+class QueryLog:
+    """Every worker's query log in a counters folder, read piece by piece: :meth:`read_new` returns the queries
+    logged since the last call, as ``(monotonic time, key, pid)``, sorted by time."""
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+        self._offsets: dict[Path, int] = {}
+
+    def read_new(self) -> list[tuple[float, str, int]]:
+        out = []
+        for path in sorted(self.folder.glob("*.queries")):
+            found, self._offsets[path] = read_queries(path, self._offsets.get(path, 0))
+            pid = int(path.stem)
+            out += [(t, key, pid) for t, key in found]
+        return sorted(out)
 
 
 def read_counters(folder: str | os.PathLike) -> dict[int, dict[str, int]]:
@@ -147,6 +200,7 @@ class Worker:
     counters: Counters
     aside: CacheAside | None = None  # memcached, redis
     near: object | None = None  # near
+    locked: object | None = None  # redis-lock
     clients: list = field(default_factory=list)
 
     def close(self) -> None:
@@ -183,7 +237,7 @@ class FlightApp:
         s = self.settings
         writable = s.db_path is not None
         worker = Worker(os.getpid(), FlightService(s.db_path, writable=writable), Counters(s.counters_dir))
-        if s.mode == "redis" or s.mode == "near":
+        if s.mode in ("redis", "near", "redis-lock"):
             from .servers import redis_client_for
 
             client = redis_client_for(s.redis_url)
@@ -191,6 +245,13 @@ class FlightApp:
             if s.mode == "redis":
                 worker.aside = CacheAside(RedisStore(client, s.prefix), self._query, ttl=s.ttl, jitter=0.1,
                                           key_of=Route.key)
+            elif s.mode == "redis-lock":
+                from .stampede import LockedRecompute
+
+                # waiters poll every 5 ms; a holder that died frees the lock after lock_ttl; a waiter that gave
+                # up after wait_timeout queries itself rather than fail the request
+                worker.locked = LockedRecompute(client, s.prefix, lambda key: self._query(route_of(key)), ttl=s.ttl,
+                                                lock_ttl=10.0, wait_timeout=10.0, fallback_compute=True)
             else:
                 from .near_cache import NearCache
 
@@ -207,7 +268,9 @@ class FlightApp:
         """A miss: the full-table query (or, while warming before the fork, the answer read in one query)."""
         if route in self._warm_answers:
             return self._warm_answers.pop(route)
-        return self.worker().service.ask(route)
+        worker = self.worker()
+        worker.counters.query(route.key())
+        return worker.service.ask(route)
 
     def warm(self) -> int:
         """Fill this process's own cache (lru or ttl) with every answer, from one ``GROUP BY`` query."""
@@ -269,6 +332,12 @@ class FlightApp:
             if answer is None:
                 answer = self.ttl_cache[key] = self._query(route)
             return answer
+        if mode == "redis-lock":
+            try:
+                return worker.locked.get(route.key())  # a miss: one worker queries under the lock, the others wait
+            except STORE_ERRORS:
+                worker.counters.add("store_errors")
+                return self._query(route)
         if mode == "near":
             try:
                 answer = worker.near.get(route.key())  # the local tier, then Redis; None when neither has it
@@ -311,6 +380,9 @@ class FlightApp:
             if mode == "near":
                 worker.near.invalidate(route.key())
                 return "deleted from Redis and published: every worker drops its local copy"
+            if mode == "redis-lock":
+                worker.locked.client.delete(worker.locked.prefix + route.key())
+                return "deleted from redis"
             worker.aside.invalidate(route)
             return f"deleted from {mode}"
         except STORE_ERRORS:
@@ -319,13 +391,16 @@ class FlightApp:
 
     def stats(self) -> dict:
         worker = self.worker()
-        out = {"pid": worker.pid, "mode": self.settings.mode, **worker.counters.as_dict()}
+        out = {"pid": worker.pid, "mode": self.settings.mode, **worker.counters.as_dict(),
+               "gc": {"enabled": gc.isenabled(), "frozen": gc.get_freeze_count()}}
         if self.settings.mode == "lru":
             out["cache"] = self.lru.cache_info()._asdict()
         elif self.settings.mode == "ttl":
             out["cache"] = {"currsize": len(self.ttl_cache), "maxsize": self.ttl_cache.maxsize}
         elif self.settings.mode == "near":
             out["cache"] = worker.near.counters()
+        elif self.settings.mode == "redis-lock":
+            out["cache"] = worker.locked.counters()
         elif worker.aside is not None:
             out["cache"] = {name: getattr(worker.aside, name) for name in ("hits", "misses", "store_errors")}
         return out
@@ -373,14 +448,19 @@ def create_app(mode: str | None = None, **settings) -> Flask:
 
     @app.get("/floor")
     def static_answer():
+        service.worker().counters.add("floor")
         return jsonify(floor)
 
     return app
 
 
 def open_worker(app: Flask) -> None:
-    """Open this worker's connections now (gunicorn's ``post_worker_init`` hook), not on its first request."""
-    app.extensions["cachelab"].worker()
+    """Open this worker's connections now (gunicorn's ``post_worker_init`` hook), not on its first request;
+    with ``warm_in_worker``, fill this worker's own cache too."""
+    service = app.extensions["cachelab"]
+    service.worker()
+    if service.settings.warm_in_worker:
+        service.warm()
 
 
 def close_worker(app: Flask) -> None:
@@ -389,6 +469,12 @@ def close_worker(app: Flask) -> None:
     if service._worker is not None and service._worker.pid == os.getpid():
         service._worker.close()
         service._worker = None
+
+
+def route_of(key: str) -> Route:
+    """The :class:`~cachelab.data.Route` of a cache key made by ``Route.key()`` (``JFK-LAX-07``)."""
+    origin, dest, month = key.split("-")
+    return Route(origin, dest, int(month))
 
 
 def known_airports(db_path: str | None = None) -> frozenset[str]:

@@ -58,7 +58,7 @@ def get(server, path):
         return response.status, json.loads(response.read())
 
 
-@pytest.mark.parametrize("mode", ["none", "lru", "ttl", "memcached", "redis", "near"])
+@pytest.mark.parametrize("mode", ["none", "lru", "ttl", "memcached", "redis", "near", "redis-lock"])
 def test_every_mode_answers_what_the_database_answers(mode, db, caches):
     with FlightService(db, writable=True) as service:
         truth = {r: service.route_delay(*r) for r in ROUTES}
@@ -75,7 +75,7 @@ def test_every_mode_answers_what_the_database_answers(mode, db, caches):
         assert totals["backend_queries"] <= 2 * len(ROUTES) and totals["hits"] >= len(ROUTES)
 
 
-@pytest.mark.parametrize("mode", ["memcached", "redis", "near"])
+@pytest.mark.parametrize("mode", ["memcached", "redis", "near", "redis-lock"])
 def test_a_write_reaches_every_worker_through_a_shared_cache(mode, db, caches):
     body = {"origin": "JFK", "dest": "LAX", "month": 7, "arr_delay": 45}
     with gunicorn.start_gunicorn(mode, workers=2, settings=settings(db, caches, prefix=f"cachelab:test_w:{mode}:")) \
@@ -214,3 +214,64 @@ def test_writer_and_checker_find_the_stale_reads_of_lru(db):
     found = freshness.staleness(base, writer.log, checker.log)
     assert not writer.errors and not checker.errors and found.writes >= 5
     assert found.stale > 0 and found.max_age > 0, "an lru_cache never hears about the writes"
+
+
+def many_reads(server, path, n):
+    """``n`` GETs of ``path`` sent at once, from ``n`` threads."""
+    import threading
+
+    barrier, statuses = threading.Barrier(n), []
+
+    def one():
+        barrier.wait()
+        statuses.append(get(server, path)[0])
+
+    threads = [threading.Thread(target=one) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return statuses
+
+
+def test_behind_the_lock_a_deleted_hot_key_costs_one_query_however_many_workers_ask(db, caches):
+    from cachelab.webapp import QueryLog
+
+    body = {"origin": "JFK", "dest": "LAX", "month": 7, "arr_delay": 5}
+    with gunicorn.start_gunicorn("redis-lock", workers=3,
+                                 settings=settings(db, caches, prefix="cachelab:test_lock:")) as server:
+        log = QueryLog(server.counters_dir)
+        for _ in range(3):
+            assert get(server, "/delay/JFK/LAX/7")[0] == 200
+            log.read_new()
+            assert server.post_json("/flights", body)[0] == 201
+            assert many_reads(server, "/delay/JFK/LAX/7", 12) == [200] * 12
+            assert [key for _, key, _ in log.read_new()] == ["JFK-LAX-07"], "one query per deletion, not one a worker"
+
+
+def test_servers_start_side_by_side_then_are_pinned(db):
+    from cachelab.load.placement import available_cpus
+
+    cpu = available_cpus()[0]
+    servers = [gunicorn.start_gunicorn("none", workers=2, settings={"db_path": str(db)}, wait=False) for _ in range(2)]
+    try:
+        for server in servers:
+            where = server.wait_ready().pin([cpu])
+            assert where["master"] == [cpu] and all(v == [cpu] for v in where["workers"].values())
+            assert get(server, "/floor")[0] == 200 and server.totals()["floor"] == 1
+    finally:
+        gunicorn.stop_all(servers)
+    assert not any(gunicorn.group_pids(server.pid) for server in servers)
+
+
+def test_the_gc_freeze_recipe_and_a_cache_filled_after_the_fork(db):
+    frozen = gunicorn.start_gunicorn("lru", workers=1, settings={"db_path": str(db), "warm": True}, preload=True,
+                                     gc_freeze=True)
+    with frozen:
+        stats = frozen.get_json("/stats")
+    assert stats["gc"]["enabled"] and stats["gc"]["frozen"] > 1000, "frozen before the fork, collecting after it"
+    with gunicorn.start_gunicorn("lru", workers=1, settings={"db_path": str(db), "warm_in_worker": True},
+                                 preload=True) as server:
+        get(server, "/delay/JFK/LAX/7")
+        stats = server.get_json("/stats")
+    assert stats["hits"] == 1 and stats["backend_queries"] == 0 and not stats["gc"]["frozen"]

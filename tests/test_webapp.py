@@ -220,3 +220,101 @@ def test_staleness_judges_each_read_against_the_writes_committed_before_it():
     assert (found.checks, found.stale, found.writes) == (5, 2, 2)
     assert [round(a, 6) for a in found.ages] == [0.5, 2.0] and math.isclose(found.fraction, 0.4)
     assert found.by_route == {"r": [5, 2]} and found.to_dict()["by_route"] == {"r": [5, 2]}
+
+
+def test_the_generators_own_lateness_is_told_from_a_slow_server():
+    """A request that leaves late because its user waited for a slow answer is the server's lateness; one that
+    leaves late while its user was free is the generator's own."""
+    stages = paced.plan_stages([10, 10], seconds=1, min_interval=0.2)  # 2 users each, 0.2 s apart
+    # stage 0: user 0's first answer takes 300 ms, so its second request leaves 100 ms late (server)
+    # stage 1: user 2 is free, yet its second request leaves 100 ms late (generator)
+    rows = [[0, 0.1, 0.1, 300.0, True, 0], [0, 0.3, 0.4, 2.0, True, 0], [0, 0.2, 0.2, 2.0, True, 1],
+            [0, 0.4, 0.4, 2.0, True, 1],
+            [1, 1.1, 1.1, 2.0, True, 2], [1, 1.3, 1.4, 2.0, True, 2], [1, 1.2, 1.2, 2.0, True, 3],
+            [1, 1.4, 1.4, 2.0, True, 3]]
+    data = {"starts": [0.1, 1.1, 2.1], "unanswered": 0, "requests": rows}
+    server_slow, generator_late = paced.parse_records(data, stages)
+    assert server_slow.late == 1 and server_slow.generator_late == 0 and not server_slow.generator_behind
+    assert generator_late.late == 1 and generator_late.generator_late == 1 and generator_late.generator_behind
+    assert generator_late.generator_late_ms["max"] == pytest.approx(100)
+    assert generator_late.to_dict()["generator_behind"] is True
+
+
+def test_query_logs_are_read_piece_by_piece(tmp_path):
+    counters = webapp.Counters(str(tmp_path))
+    counters.query("JFK-LAX-07")
+    log = webapp.QueryLog(tmp_path)
+    first = log.read_new()
+    counters.query("EWR-ORD-01")
+    with open(next(tmp_path.glob("*.queries")), "ab") as handle:
+        handle.write(b"123.5 half-writ")  # a line still being written waits for its end
+    second = log.read_new()
+    assert [k for _, k, _ in first] == ["JFK-LAX-07"] and [k for _, k, _ in second] == ["EWR-ORD-01"]
+    assert first[0][2] == second[0][2] and first[0][0] <= second[0][0]
+    assert webapp.route_of("JFK-LAX-07") == webapp.Route("JFK", "LAX", 7)
+
+
+def test_each_write_is_charged_the_queries_of_its_route_until_the_next_write_to_it():
+    from cachelab.data import Route
+    from cachelab.load import experiment
+
+    a, b = Route("JFK", "LAX", 7), Route("EWR", "ORD", 1)
+    writes = [(a, 1.0, 1.01), (b, 1.25, 1.26), (a, 2.0, 2.01)]
+    queries = [(0.9, a.key(), 1), (1.02, a.key(), 1), (1.03, a.key(), 2), (1.3, b.key(), 1), (2.1, a.key(), 2),
+               (2.2, b.key(), 2)]
+    found = experiment.queries_per_write(writes, queries, end=3.0)
+    assert [w["queries"] for w in found] == [2, 2, 1]  # the query before the first write is no write's
+
+
+def test_a_rotation_puts_each_unit_in_as_many_rounds_each_in_its_own_order():
+    from cachelab.load import experiment
+
+    units = [f"u{i}" for i in range(8)]
+    plan = experiment.rotation_plan(units, ["pair"], rounds=5, appearances=3, seed=1)
+    assert len(plan) == 5 and all(r.count("pair") == 1 for r in plan)
+    assert all(sum(r.count(u) for r in plan) == 3 for u in units)
+    assert max(map(len, plan)) - min(map(len, plan)) <= 1
+    assert plan == experiment.rotation_plan(units, ["pair"], rounds=5, appearances=3, seed=1)  # seeded
+    assert any(a != sorted(a) for a in plan), "each round is shuffled"
+    pair = (("a", 1), ("b", 2))
+    firsts = [next(u for u in r if isinstance(u, tuple))[0] for r in experiment.rotation_plan(units, [pair], rounds=4)]
+    assert firsts == [("a", 1), ("b", 2), ("a", 1), ("b", 2)], "a pair is taken in the other order every other round"
+    twice = experiment.rotation_plan(["a", "b", pair], rounds=5, appearances=[3, 3, 4])
+    assert sum(r.count(pair) + r.count(pair[::-1]) for r in twice) == 4 and all(r.count("a") <= 1 for r in twice)
+    with pytest.raises(ValueError):
+        experiment.rotation_plan(units, rounds=3, appearances=4)
+
+
+def window_with(rates, floor=False, slot=0.1):
+    """A window whose counters grew at ``rates[i]`` answers a second in its i-th 100 ms slot."""
+    t, served, slots = 0.0, 0, [[0.0, 0, 0, 0, 0]]
+    for rate in rates:
+        t, served = t + slot, served + rate * slot
+        slots.append([t, 0 if floor else served, served if floor else 0, served, 0])
+    return {"stream": "floor" if floor else "hot", "slots": slots}
+
+
+def test_settled_figures_start_after_the_settle_time_and_the_settle_time_is_read_from_the_windows():
+    from cachelab.load import experiment
+
+    ramp = [20, 60, 90] + [100] * 17  # two seconds: a ramp of 300 ms, then 100 answers a second
+    win = window_with(ramp)
+    assert experiment.settled(win, 0.3)["requests_per_second"] == pytest.approx(100)
+    assert experiment.settled(win, 0.0)["requests_per_second"] < 95
+    found = experiment.settle_time([window_with(ramp), window_with([r * 2 for r in ramp], floor=True)])
+    assert found["settle_s"] == pytest.approx(0.2)  # 90 is within 10% of 100
+    assert found["profile"][0][1] == pytest.approx(0.2)
+    assert experiment.settle_time([window_with([100] * 20)])["settle_s"] == 0.0
+
+
+def test_compact_leaves_the_samples_out_of_a_results_file():
+    from cachelab.load import experiment
+
+    win = {"requests_per_second": 10.0, "slots": [[0, 1, 0, 1, 0]],
+           "writes": [{"route": "r", "sent": 1.0, "queries": 2}]}
+    cold = {"series": [{"t": 0}], "queries_per_key": {"k": 3}, "queries_per_worker_and_key": [[1, "k", 1]],
+            "staleness": {"writes": 4}}
+    assert experiment.compact({"steady": {"3": {**win, "repeats": [win]}}, "cold": cold}) == {
+        "steady": {"3": {"requests_per_second": 10.0, "writes": [2],
+                         "repeats": [{"requests_per_second": 10.0, "writes": [2]}]}},
+        "cold": {"queries_per_key": {"k": 3}, "staleness": {"writes": 4}}}

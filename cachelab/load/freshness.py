@@ -15,6 +15,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import json
+import os
 import threading
 import time
 import urllib.error
@@ -28,19 +29,25 @@ TIMEOUT = 5.0  # seconds for one request of the writer or the checker
 
 
 class _Paced:
-    """Calls :meth:`once` ``rate`` times a second, on schedule, in a background thread while :meth:`running`."""
+    """Calls :meth:`once` ``rate`` times a second, on schedule, in a background thread while :meth:`running`.
 
-    def __init__(self, base_url: str, routes: Sequence, rate: float):
+    With ``cpus``, that thread runs on those CPUs only (on Linux, ``os.sched_setaffinity(0, ...)`` in a thread
+    pins that thread alone): the notebook keeps its helpers off the CPUs of the server it measures.
+    """
+
+    def __init__(self, base_url: str, routes: Sequence, rate: float, cpus: Sequence[int] | None = None):
         if not routes:
             raise ValueError("routes must not be empty")
         if not rate > 0:
             raise ValueError("rate must be positive")
         self.base_url, self.routes, self.rate = base_url, list(routes), float(rate)
+        self.cpus = tuple(cpus) if cpus else None
         self.log: list = []
         self.errors: list = []
         self._i = 0
 
     def _loop(self, halt: threading.Event) -> None:
+        pin_this_thread(self.cpus)
         start, n = time.monotonic(), 0
         while not halt.is_set():
             try:
@@ -62,6 +69,12 @@ class _Paced:
         finally:
             halt.set()
             thread.join(TIMEOUT + 1)
+
+
+def pin_this_thread(cpus: Sequence[int] | None) -> None:
+    """Run the calling thread (only it) on ``cpus``, where the system can pin (Linux); else do nothing."""
+    if cpus and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, set(cpus))
 
 
 class Writer(_Paced):

@@ -10,7 +10,7 @@ share, and the latency locust records starts when the request left, not when it 
 omission).
 
 So every answered request is recorded with the time it was due on its user's schedule, the time it
-left, and locust's own response time; the driver, ``cachelab.load.paced``, reads from them how much each
+left, locust's own response time and its user; the driver, ``cachelab.load.paced``, reads from them how much each
 stage offered, how much it sent and got answered, and how late the requests left. Usage:
 
     CACHELAB_LOCUST_CONFIG=config.json locust -f locustfile.py --headless -u USERS -r USERS \
@@ -39,7 +39,7 @@ FIRST_USER = list(itertools.accumulate((s["users"] for s in STAGES), initial=0))
 
 clock = time.perf_counter
 T0 = None  # the test's start on `clock`, set when the test starts; every time below is since T0
-RECORDS = []  # one per answered request: [stage, due, sent (s), locust's response time (ms), 2xx]
+RECORDS = []  # one per answered request: [stage, due, sent (s), locust's response time (ms), 2xx, user]
 in_flight = 0
 next_user = itertools.count()
 next_path = itertools.cycle(PATHS)
@@ -51,7 +51,7 @@ def on_request(context, response_time, exception, response, **kwargs):
     in_flight -= 1
     status = getattr(response, "status_code", 0) or 0
     RECORDS.append([context["stage"], context["due"], context["sent"], response_time,
-                    exception is None and 200 <= status < 300])
+                    exception is None and 200 <= status < 300, context["user"]])
 
 
 def finish(environment):
@@ -94,7 +94,7 @@ class Paced(TaskSet):
             return
         in_flight += 1
         self.client.get(next(next_path), name=f"stage {user.stage}",
-                        context={"stage": user.stage, "due": user.due, "sent": sent})
+                        context={"stage": user.stage, "due": user.due, "sent": sent, "user": user.number})
         user.due += user.interval
 
 
@@ -103,7 +103,7 @@ class PacedUser(FastHttpUser):
     tasks = [Paced]
 
     def on_start(self):
-        j = next(next_user)
+        j = self.number = next(next_user)
         self.stage = next(i for i in range(len(STAGES)) if j < FIRST_USER[i + 1])
         stage = STAGES[self.stage]
         self.interval = stage["users"] / stage["rate"]

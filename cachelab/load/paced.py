@@ -22,6 +22,12 @@ due, when it left and locust's response time. :func:`run_paced` turns these into
 offered rate: offered against achieved, how many requests left late, and the latency from the due time
 next to the recorded one, so that a stage where the generator fell behind (:attr:`Stage.behind`) is
 marked, not reported as clean.
+
+Who was late. A request leaves late for one of two reasons: its user was still waiting for the answer to
+its previous request (the server was slow), or the user was free and the generator itself did not send
+on time (its CPU was busy: a late generator). Each request's own lateness, ``sent - max(due, previous
+answer of its user)``, is the generator's part; :attr:`Stage.generator_behind` marks a stage where it is
+large enough to matter, so that a late generator is never read as a slow server.
 """
 
 from __future__ import annotations
@@ -82,8 +88,9 @@ class Stage:
     ``requests`` counts the requests sent during the stage and answered; ``late`` those that left more
     than :data:`LATE_FRACTION` of an interval after they were due; ``latency_ms`` is locust's response
     time (from the send), ``from_due_ms`` the same plus how late the request left (from the schedule);
-    ``generator_cpu`` the share of one CPU that locust used during the stage; ``samples_ms`` every request's
-    ``latency`` and ``from_due`` time, for a claim judged from them.
+    ``generator_cpu`` the share of one CPU that locust used during the stage; ``generator_late`` the requests
+    that left late although their user was free (the generator's own lateness, ``generator_late_ms``);
+    ``samples_ms`` every request's ``latency`` and ``from_due`` time, for a claim judged from them.
     """
 
     rate: float
@@ -97,6 +104,8 @@ class Stage:
     from_due_ms: dict
     generator_cpu: float | None
     samples_ms: dict = field(default_factory=dict, compare=False)  # per request: "latency", "from_due"
+    generator_late: int = 0
+    generator_late_ms: dict = field(default_factory=dict)
 
     @property
     def interval(self) -> float:
@@ -113,6 +122,16 @@ class Stage:
         return self.late / self.requests if self.requests else 1.0
 
     @property
+    def generator_late_share(self) -> float:
+        return self.generator_late / self.requests if self.requests else 0.0
+
+    @property
+    def generator_behind(self) -> bool:
+        """Whether the generator itself was late: more than :data:`LATE_SHARE` of the requests left more than
+        :data:`LATE_FRACTION` of an interval after they were due although their user was free."""
+        return self.generator_late_share > LATE_SHARE
+
+    @property
     def behind(self) -> bool:
         """Whether the generator fell behind the offered schedule, so that its latencies are not those of that
         rate: it sent and got answers for less than it offered, or enough requests left late to move the p99."""
@@ -125,6 +144,8 @@ class Stage:
         return {"rate": self.rate, "seconds": self.seconds, "users": self.users, "interval": self.interval,
                 "requests": self.requests, "failed": self.failed, "achieved": self.achieved, "late": self.late,
                 "late_share": self.late_share, "behind": self.behind, "generator_cpu": self.generator_cpu,
+                "generator_late": self.generator_late, "generator_late_share": self.generator_late_share,
+                "generator_late_ms": dict(self.generator_late_ms), "generator_behind": self.generator_behind,
                 "late_ms": dict(self.late_ms), "latency_ms": dict(self.latency_ms),
                 "from_due_ms": dict(self.from_due_ms),
                 "samples_ms": {name: list(values) for name, values in self.samples_ms.items()}}
@@ -147,8 +168,9 @@ def parse_records(data: dict, stages: Sequence[dict]) -> list[Stage]:
     for i, stage in enumerate(stages):
         rows = [r for r in data["requests"] if r[0] == i]
         interval = stage["users"] / stage["rate"]
-        late_s = np.array([sent - due for _, due, sent, _, _ in rows], dtype=float)
-        latency = np.array([ms for *_, ms, _ in rows], dtype=float)
+        late_s = np.array([r[2] - r[1] for r in rows], dtype=float)
+        latency = np.array([r[3] for r in rows], dtype=float)
+        own_s = _own_lateness(rows)
         cpu_share = None
         if i + 1 < len(cpu):
             (t0, c0), (t1, c1) = cpu[i], cpu[i + 1]
@@ -157,8 +179,28 @@ def parse_records(data: dict, stages: Sequence[dict]) -> list[Stage]:
                          int(np.sum(late_s > LATE_FRACTION * interval)),
                          _percentiles(np.maximum(late_s, 0) * 1000, (50, 99)), _percentiles(latency),
                          _percentiles(latency + np.maximum(late_s, 0) * 1000), cpu_share,
-                         {"latency": latency.tolist(), "from_due": (latency + np.maximum(late_s, 0) * 1000).tolist()}))
+                         {"latency": latency.tolist(), "from_due": (latency + np.maximum(late_s, 0) * 1000).tolist()},
+                         int(np.sum(own_s > LATE_FRACTION * interval)),
+                         _percentiles(np.maximum(own_s, 0) * 1000, (50, 99))))
     return out
+
+
+def _own_lateness(rows) -> np.ndarray:
+    """Each request's lateness that its user's previous answer does not explain: ``sent - max(due, when the
+    previous answer came back)``, in seconds; without the user of each record (an older locustfile), all of
+    its lateness."""
+    own = np.array([r[2] - r[1] for r in rows], dtype=float)
+    if not rows or len(rows[0]) < 6:
+        return own
+    by_user: dict = {}
+    for index, row in enumerate(rows):
+        by_user.setdefault(row[5], []).append(index)
+    for indices in by_user.values():
+        indices.sort(key=lambda j: rows[j][1])
+        for before, j in zip(indices, indices[1:], strict=False):
+            answered = rows[before][2] + rows[before][3] / 1000
+            own[j] = rows[j][2] - max(rows[j][1], answered)
+    return own
 
 
 def run_paced(base_url: str, paths_file: str | Path, rates: Sequence[float], *, seconds: float = 2,

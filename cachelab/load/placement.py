@@ -1,7 +1,8 @@
 """Where the load generator and the servers run: on a small machine they compete for the same CPUs.
 
-With two CPUs or more, the load generator gets one CPU of its own and the gunicorn workers and cache
-servers share the others, so that the generator never steals the time it is measuring. With one CPU
+With two CPUs or more, the load generator (and the notebook's helper threads: the writer, the checker, the
+counter sampler) gets one CPU of its own and the gunicorn workers and cache servers share the others, so
+that the generator never steals the time it is measuring. With one CPU
 everything shares it, and the results say so. The CPU count is read (``os.sched_getaffinity``: the CPUs
 this process may use, which a container or ``taskset`` may restrict), never assumed.
 """
@@ -36,9 +37,13 @@ class Placement:
         if self.generator is None:
             return f"{len(self.cpus)} CPU(s); this system cannot pin processes, so the scheduler places them"
         if not self.separate:
-            return f"1 CPU ({self.cpus[0]}): the load generator, the workers and the cache servers share it"
-        return (f"{len(self.cpus)} CPUs: the load generator on CPU {', '.join(map(str, self.generator))}, the "
-                f"gunicorn workers and the cache servers on CPU {', '.join(map(str, self.servers))}")
+            return (f"1 CPU ({self.cpus[0]}): the load generators, the notebook's helper threads, the gunicorn "
+                    "workers and the cache servers share it")
+        n = len(self.servers)
+        return (f"{len(self.cpus)} CPUs: {n} server CPU{'s' if n > 1 else ''} ({', '.join(map(str, self.servers))}), "
+                f"which the gunicorn workers share with Redis and memcached; the load generators (wrk, locust) and "
+                f"this notebook's helper threads (writer, checker, counter sampler) on CPU "
+                f"{', '.join(map(str, self.generator))}")
 
     def to_dict(self) -> dict:
         return {"cpus": list(self.cpus), "generator": list(self.generator) if self.generator else None,

@@ -17,7 +17,11 @@ runs a WSGI app, and returns a :class:`Gunicorn` once every worker is ready::
   when the interpreter exits, and on Linux the master and every worker get SIGTERM when the process
   that started them dies, even by SIGKILL (``PR_SET_PDEATHSIG``).
 * **Placement**: ``cpus`` restricts the master and its workers to those CPUs (what ``taskset`` does,
-  through ``os.sched_setaffinity`` before ``exec``; the workers inherit it).
+  through ``os.sched_setaffinity`` before ``exec``; the workers inherit it); :meth:`Gunicorn.pin` does it
+  to a server already running (started unpinned, so that several start side by side on every CPU).
+* **gc.freeze**: with ``gc_freeze=True`` the master follows the recipe of Python's ``gc.freeze`` docs:
+  the collector disabled early in the master, ``gc.freeze()`` right before each fork, the collector enabled
+  again early in each worker (the hooks of :mod:`cachelab.servers.gunicorn_conf`).
 """
 
 from __future__ import annotations
@@ -47,15 +51,19 @@ READY_TIMEOUT = 30.0
 _SETTING_VARIABLES = {"mode": "CACHELAB_WEB_MODE", "db_path": "CACHELAB_WEB_DB", "ttl": "CACHELAB_WEB_TTL",
                       "local_ttl": "CACHELAB_WEB_LOCAL_TTL", "maxsize": "CACHELAB_WEB_MAXSIZE",
                       "redis_url": "CACHELAB_WEB_REDIS", "memcached": "CACHELAB_WEB_MEMCACHED",
-                      "prefix": "CACHELAB_WEB_PREFIX", "warm": "CACHELAB_WEB_WARM"}
+                      "prefix": "CACHELAB_WEB_PREFIX", "warm": "CACHELAB_WEB_WARM",
+                      "warm_in_worker": "CACHELAB_WEB_WARM_IN_WORKER"}
+GC_FREEZE_VARIABLE = "CACHELAB_WEB_GC_FREEZE"  # read by the hooks of gunicorn_conf
 
 
 class GunicornError(RuntimeError):
     """gunicorn did not start, or did not stop: the message carries the end of its log."""
 
 
-def _environment(mode: str, settings: Mapping, counters_dir: Path) -> dict[str, str]:
+def _environment(mode: str, settings: Mapping, counters_dir: Path, gc_freeze: bool = False) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CACHELAB_WEB_")}
+    if gc_freeze:
+        env[GC_FREEZE_VARIABLE] = "1"
     env["CACHELAB_WEB_MODE"] = mode
     env["CACHELAB_WEB_COUNTERS"] = str(counters_dir)
     for name, value in settings.items():
@@ -65,7 +73,7 @@ def _environment(mode: str, settings: Mapping, counters_dir: Path) -> dict[str, 
             continue
         if name == "memcached":
             value = ",".join(f"{host}:{port}" for host, port in value)
-        elif name == "warm":
+        elif name in ("warm", "warm_in_worker"):
             value = "1" if value else ""
         env[_SETTING_VARIABLES[name]] = str(value)
     return env
@@ -165,6 +173,15 @@ class Gunicorn:
         """RSS, PSS and USS of every worker (:func:`memory`)."""
         return {pid: memory(pid) for pid in self.worker_pids()}
 
+    def pin(self, cpus: Iterable[int]) -> dict:
+        """Restrict the master and every worker to ``cpus`` (workers forked later inherit the master's);
+        returns :meth:`placement`."""
+        self.cpus = tuple(sorted({arguments.integer("each cpu", c, minimum=0) for c in cpus}))
+        for pid in [self.pid, *self.worker_pids()]:
+            with contextlib.suppress(ProcessLookupError):
+                os.sched_setaffinity(pid, set(self.cpus))
+        return self.placement()
+
     def placement(self) -> dict:
         """The CPUs the master and each worker may run on (what ``taskset -p`` shows)."""
         def allowed(pid):
@@ -263,6 +280,24 @@ class Gunicorn:
         self.stop()
 
 
+def stop_all(servers: Iterable[Gunicorn], graceful: float = GRACEFUL_SECONDS) -> None:
+    """Stop several servers side by side: SIGTERM to every master first, then :meth:`Gunicorn.stop` each (whose
+    graceful waits then overlap). Every server is stopped even if one fails; the first failure is raised."""
+    servers = list(servers)
+    for server in servers:
+        if server.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                server.process.send_signal(signal.SIGTERM)
+    errors = []
+    for server in servers:
+        try:
+            server.stop(graceful)
+        except GunicornError as exc:
+            errors.append(exc)
+    if errors:
+        raise errors[0]
+
+
 _RUNNING: list[Gunicorn] = []
 
 
@@ -277,12 +312,14 @@ atexit.register(_stop_all)
 
 def start_gunicorn(mode: str = "none", workers: int = 1, *, settings: Mapping | None = None,
                    cpus: Iterable[int] | None = None, preload: bool = False, timeout: float = READY_TIMEOUT,
-                   extra_args: Iterable[str] = ()) -> Gunicorn:
+                   extra_args: Iterable[str] = (), gc_freeze: bool = False, wait: bool = True) -> Gunicorn:
     """Start gunicorn with ``workers`` sync workers serving the web app in cache ``mode``; return it ready.
 
     ``settings`` are :class:`cachelab.webapp.Settings` fields (``db_path``, ``ttl``, ``redis_url``,
     ``memcached``, ``prefix``, ...), passed as ``CACHELAB_WEB_*`` variables. ``preload=True`` loads the
-    app in the master before the fork (gunicorn's ``--preload``).
+    app in the master before the fork (gunicorn's ``--preload``); ``gc_freeze=True`` adds the ``gc.freeze``
+    recipe (module docstring). ``wait=False`` returns at once: call :meth:`Gunicorn.wait_ready` (and
+    :meth:`Gunicorn.stop` if it fails), so that several servers start side by side.
     """
     from ..webapp import MODES
 
@@ -292,7 +329,7 @@ def start_gunicorn(mode: str = "none", workers: int = 1, *, settings: Mapping | 
     cpus = tuple(sorted({arguments.integer("each cpu", c, minimum=0) for c in cpus})) if cpus is not None else None
     workdir = Path(tempfile.mkdtemp(prefix="cachelab-gunicorn-"))
     (workdir / "counters").mkdir()
-    env = _environment(mode, dict(settings or {}), workdir / "counters")
+    env = _environment(mode, dict(settings or {}), workdir / "counters", gc_freeze)
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -314,6 +351,8 @@ def start_gunicorn(mode: str = "none", workers: int = 1, *, settings: Mapping | 
         listener.close()  # gunicorn has its own copy of the socket now
     server = Gunicorn(mode, workers, port, process, workdir, cpus, preload)
     _RUNNING.append(server)
+    if not wait:
+        return server
     try:
         return server.wait_ready(timeout)
     except BaseException:
