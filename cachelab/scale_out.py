@@ -300,6 +300,13 @@ class FailoverRun:
         return {"reads": len(rows), "errors": int((rows[:, 1] == 0).sum()), "p50_s": float(p50), "p99_s": float(p99),
                 "max_s": float(rows[:, 3].max())}
 
+    def window_latencies(self, group: int, *, until: float | None = None) -> np.ndarray:
+        """The latencies (s) of the reads :meth:`window_latency` sums up: those of ``group`` under way at some
+        moment from the fault to the promotion (or ``until``), failed ones too."""
+        end = self.promoted_s if until is None else until
+        rows = self._rows(group)
+        return rows[(rows[:, 0] < end) & (rows[:, 0] + rows[:, 3] > 0)][:, 3] if len(rows) else np.array([])
+
     def summary(self) -> dict:
         groups = {GROUP_NAMES[g]: {"longest_gap_s": _finite(round(self.longest_gap(g), 3)),
                                    "stalled_fraction": _finite(round(self.stalled_fraction(g), 3)),
@@ -385,15 +392,17 @@ def probe_during_failover(client, victim_id: str, key: str) -> dict | None:
 
 def failover_stream(cluster, prefix: str, *, victim=None, fault: str = "kill", cut_replica: bool = False,
                     full_coverage: bool | str = True, lead_s: float = 0.3, cut_s: float = 0.3, cut_writes: int = 10,
-                    tail_s: float = 0.5, read_keys: int = 300, retries: int = 2, socket_timeout: float = 0.5,
-                    wait_timeout_ms: int = 100, timeout: float = 30.0) -> FailoverRun:
+                    tail_s: float = 0.5, read_keys: int = 300, victim_readers: int = 1, retries: int = 2,
+                    socket_timeout: float = 0.5, wait_timeout_ms: int = 100, timeout: float = 30.0) -> FailoverRun:
     """Kill or hang a primary of ``cluster`` (a ManagedCluster) while readers and two writers run, then bring
     it back.
 
     ``fault="kill"``: ``SIGKILL``, a crash (connections are refused at once); the node is restarted afterwards.
     ``fault="hang"``: ``SIGSTOP``, a node that stalls (its port still accepts connections, nothing answers, so
     every request waits for the client's ``socket_timeout``); it is resumed (``SIGCONT``) once its replica has
-    taken over, and rejoins as a replica. A reader per primary reads keys of that primary's slots; writer
+    taken over, and rejoins as a replica. A reader per primary (``victim_readers`` on the victim's shard, so
+    that a hung victim, whose reads each wait a socket timeout or more, still sees several) reads keys of that
+    primary's slots; writer
     *plain* writes new keys on the victim's shard with ``SET``, writer *waited* the same with
     :func:`write_and_wait`. ``full_coverage``: the ``cluster-require-full-coverage`` of every node (``True``,
     the default, or ``False``), or ``"mixed"``: of the other primaries, the first keeps the default and the
@@ -495,7 +504,9 @@ def failover_stream(cluster, prefix: str, *, victim=None, fault: str = "kill", c
                 rc = new_client()
         rc.close()
 
-    threads = [threading.Thread(target=reader, args=(name,), daemon=True) for name in tags]
+    arguments.integer("victim_readers", victim_readers, minimum=1)
+    threads = [threading.Thread(target=reader, args=(name,), daemon=True)
+               for name in tags for _ in range(victim_readers if name == victim.name else 1)]
     threads += [threading.Thread(target=plain_writer, daemon=True), threading.Thread(target=waited_writer, daemon=True)]
     cut = hung = False
     cut_acked = 0

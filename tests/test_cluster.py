@@ -268,8 +268,11 @@ def test_a_hung_primary_is_replaced_and_only_the_shard_requiring_full_coverage_s
     """SIGSTOP: reads to the victim wait for the socket timeout; of the other primaries, the one that requires full
     coverage refuses commands until the replica takes over, the other serves; the victim rejoins as a replica."""
     with cl.start_cluster() as stalled:
-        run = scale_out.failover_stream(stalled, PREFIX, fault="hang", full_coverage="mixed", tail_s=0.3)
+        run = scale_out.failover_stream(stalled, PREFIX, fault="hang", full_coverage="mixed", tail_s=0.3,
+                                        victim_readers=3)
         assert run.fault == "hang" and run.promoted_s >= stalled.node_timeout_ms / 1000
+        waited = run.window_latencies(scale_out.VICTIM)
+        assert len(waited) == run.window_latency(scale_out.VICTIM)["reads"] >= 3, "three readers on the victim"
         assert run.first_read_after_kill(scale_out.VICTIM) >= stalled.node_timeout_ms / 1000
         assert run.window_latency(scale_out.VICTIM)["max_s"] >= run.socket_timeout_s
         covered, uncovered = run.probe(scale_out.COVERED), run.probe(scale_out.UNCOVERED)
