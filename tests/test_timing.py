@@ -96,7 +96,8 @@ def test_measure_together_interleaves_samples_and_keeps_each_loop_count():
                                 "slow": "log.append('s'); sum(r)"}, globals={"r": range(2000), "log": log},
                                repeat=6, min_time=0.002, step=1)
     assert list(timings) == ["a", "b", "slow"]
-    assert all(t.n == 6 and t.meta == {"step": 1} and t.name == name for name, t in timings.items())
+    assert all(t.n == 6 and t.meta["step"] == 1 and t.name == name for name, t in timings.items())
+    assert len({t.meta["in_turn"] for t in timings.values()}) == 1, "one call: one group of paired samples"
     assert timings["slow"].median > 10 * timings["a"].median
     # The samples alternate (blocks of `loops` calls each), rather than all of a, then all of b, then slow.
     blocks = [log[0]] + [x for prev, x in itertools.pairwise(log) if x != prev]
