@@ -300,12 +300,16 @@ class FailoverRun:
         return {"reads": len(rows), "errors": int((rows[:, 1] == 0).sum()), "p50_s": float(p50), "p99_s": float(p99),
                 "max_s": float(rows[:, 3].max())}
 
-    def window_latencies(self, group: int, *, until: float | None = None) -> np.ndarray:
+    def window_latencies(self, group: int, *, until: float | None = None, sent_after_fault: bool = False) -> np.ndarray:
         """The latencies (s) of the reads :meth:`window_latency` sums up: those of ``group`` under way at some
-        moment from the fault to the promotion (or ``until``), failed ones too."""
+        moment from the fault to the promotion (or ``until``), failed ones too; with ``sent_after_fault``, only
+        those sent after the fault (a read the server had answered as it stopped may still arrive at once)."""
         end = self.promoted_s if until is None else until
         rows = self._rows(group)
-        return rows[(rows[:, 0] < end) & (rows[:, 0] + rows[:, 3] > 0)][:, 3] if len(rows) else np.array([])
+        if not len(rows):
+            return np.array([])
+        start = rows[:, 0] >= 0 if sent_after_fault else rows[:, 0] + rows[:, 3] > 0
+        return rows[(rows[:, 0] < end) & start][:, 3]
 
     def summary(self) -> dict:
         groups = {GROUP_NAMES[g]: {"longest_gap_s": _finite(round(self.longest_gap(g), 3)),

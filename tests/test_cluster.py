@@ -273,6 +273,8 @@ def test_a_hung_primary_is_replaced_and_only_the_shard_requiring_full_coverage_s
         assert run.fault == "hang" and run.promoted_s >= stalled.node_timeout_ms / 1000
         waited = run.window_latencies(scale_out.VICTIM)
         assert len(waited) == run.window_latency(scale_out.VICTIM)["reads"] >= 3, "three readers on the victim"
+        sent_after = run.window_latencies(scale_out.VICTIM, sent_after_fault=True)
+        assert len(sent_after) and np.median(sent_after) >= run.socket_timeout_s, "a read sent to a hung primary waits"
         assert run.first_read_after_kill(scale_out.VICTIM) >= stalled.node_timeout_ms / 1000
         assert run.window_latency(scale_out.VICTIM)["max_s"] >= run.socket_timeout_s
         covered, uncovered = run.probe(scale_out.COVERED), run.probe(scale_out.UNCOVERED)
