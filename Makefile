@@ -19,7 +19,7 @@ CHECK_PYTHON = $(CHECK_PY) cachelab/kit/check.py --python-only 2>/dev/null; code
 	exit $$code
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system run test test-fast refresh servers stop lint data clean bench check exercises prefetch site soak \
+.PHONY: help setup system run test test-fast refresh servers stop lint data clean bench check exercises prefetch site soak lab \
 	python-version
 
 help: ## list the targets
@@ -46,6 +46,9 @@ system: $(STAMP) ## install the missing system tools (redis-server, memcached, w
 
 servers: setup ## start Redis and memcached (unless compose or REDIS_URL/MEMCACHED_SERVERS provide them)
 	@$(PY) -m cachelab servers up
+
+lab: servers ## JupyterLab at the repository's root: work in exercises/, the worked solutions are in notebooks/
+	$(PY) -m jupyterlab --ServerApp.root_dir=. --ip=127.0.0.1 $(LAB_ARGS)
 
 stop: ## stop the servers that `make servers` started (never anyone else's)
 	@test -x $(PY) && $(PY) -m cachelab servers down || true

@@ -165,6 +165,15 @@ def test_devcontainer_reuses_the_compose_file():
         assert f"  {service}:" in main_compose and service in overlay, f"the workspace reaches {service}"
     assert "make setup" in json.dumps(config)
     assert Path(config["workspaceFolder"]).is_absolute()
+    opened = config["customizations"]["codespaces"]["openFiles"]
+    assert all(not f.startswith("notebooks/") for f in opened) and "exercises/00_setup.ipynb" in opened, \
+        "a participant's cloud editor opens their own copy, not the worked solutions"
+
+
+def test_make_lab_serves_the_repository_root_so_that_the_solutions_are_reachable_from_exercises():
+    text = (ROOT / "Makefile").read_text()
+    lab = text.split("\nlab:", 1)[1].split("\n\n", 1)[0]
+    assert "--ServerApp.root_dir=." in lab and "127.0.0.1" in lab
 
 
 # --------------------------------------------------------------------------- an old Python, first
