@@ -14,7 +14,7 @@ import pytest
 
 from cachelab import guide
 
-SHARED = ("memcached", "Redis", "near cache", "client-side caching", "Redis Cluster")
+SHARED = ("memcached", "Redis", "Redis + lock", "near cache", "client-side caching", "Redis Cluster")
 
 
 def measured(network_ns: float = 60e3, **changes) -> guide.Measurements:
@@ -27,14 +27,18 @@ def measured(network_ns: float = 60e3, **changes) -> guide.Measurements:
         entry_bytes={"lru_cache": 1500, "cachetools TTL": 1500, "joblib": 4000, "diskcache": 4000,
                      **{name: 300 for name in SHARED}},
         invalidation_s={"near cache": 0.002, "client-side caching": 0.001},
-        local_hit_ns={"near cache": 1e3, "client-side caching": 1e3}, shared_server_rps=20_000, shard_rps=15_000)
+        local_hit_ns={"near cache": 1e3, "client-side caching": 1e3},
+        server_rps={"Redis": 20_000, "memcached": 30_000, "Redis Cluster": 45_000})
     return base.with_changes(**changes)
 
 
 def test_one_process_and_data_that_never_change_need_only_the_standard_library():
     ranking = guide.rank(guide.Situation(), measured())
     assert ranking.best.name == "lru_cache"
-    assert "no cache" in ranking.names() and ranking.names()[-1] == "no cache"
+    out = {e.name: " ".join(e.ruled_out) for e in ranking.ruled_out}
+    assert "no cache" in out and "queue without end" in out["no cache"], "100 queries/s of 30 ms: one worker cannot"
+    quiet = guide.rank(guide.Situation(request_rate=10), measured())
+    assert quiet.names()[-1] == "no cache", "10 queries/s of 30 ms: one worker keeps up, the slowest of all"
 
 
 def test_a_slower_network_makes_the_near_cache_win():
@@ -48,21 +52,22 @@ def test_a_slower_network_makes_the_near_cache_win():
 
 
 def test_a_tight_staleness_bound_rules_out_the_ttl_only_caches():
-    loose = guide.rank(guide.Situation(processes=4, request_rate=1000, max_staleness_s=10), measured())
-    tight = guide.rank(guide.Situation(processes=4, request_rate=1000, max_staleness_s=0.01), measured())
+    loose = guide.rank(guide.Situation(processes=4, request_rate=100, max_staleness_s=10, database_cpus=4), measured())
+    tight = guide.rank(guide.Situation(processes=4, request_rate=100, max_staleness_s=0.01), measured())
     assert {"cachetools TTL", "Redis", "memcached"} <= set(loose.names())
     out = {e.name: e.ruled_out for e in tight.ruled_out}
     for ttl_only in ("cachetools TTL", "Redis", "memcached", "diskcache"):
         assert ttl_only in out and "query's own duration" in " ".join(out[ttl_only])
     assert tight.best.name in ("near cache", "client-side caching")
     slow_invalidation = measured(invalidation_s={"near cache": 0.5, "client-side caching": 0.5})
-    too_slow = guide.rank(guide.Situation(processes=4, request_rate=1000, max_staleness_s=0.01), slow_invalidation)
-    assert too_slow.best.name == "no cache", "with invalidations slower than the bound, nothing may cache"
+    too_slow = guide.rank(guide.Situation(processes=4, request_rate=100, max_staleness_s=0.01), slow_invalidation)
+    assert too_slow.best is None or too_slow.best.name == "no cache", "invalidations slower than the bound: no cache"
 
 
 def test_many_processes_make_a_shared_cache_win_on_backend_load():
     def ranking(processes):
-        return guide.rank(guide.Situation(processes=processes, request_rate=800, max_staleness_s=30), measured())
+        return guide.rank(guide.Situation(processes=processes, request_rate=50, max_staleness_s=30,
+                                          database_cpus=8), measured())
 
     one, many = ranking(1), ranking(32)
     load_one = {e.name: e.backend_qps for e in one.ranked}
@@ -119,12 +124,15 @@ def test_values_too_large_for_memcached_rule_it_out():
 
 
 def test_a_load_one_server_cannot_serve_needs_the_cluster():
-    situation = guide.Situation(processes=16, machines=8, request_rate=40_000, keys=20_000, max_staleness_s=60)
+    situation = guide.Situation(processes=16, machines=8, request_rate=40_000, keys=20_000, max_staleness_s=60,
+                                database_cpus=16)
     busy = guide.rank(situation, measured())
     assert "Redis Cluster" in busy.names() and "Redis" not in busy.names()
     assert any("one server" in r for e in busy.ruled_out if e.name == "Redis" for r in e.ruled_out)
     quiet = guide.rank(guide.Situation(processes=16, machines=8, request_rate=600, max_staleness_s=60), measured())
     assert "Redis" in quiet.names() and "Redis Cluster" not in quiet.names()
+    slower = guide.rank(situation, measured(server_rps={"Redis": 20_000, "Redis Cluster": 21_000}))
+    assert "Redis Cluster" not in slower.names(), "the cluster's capacity is what was measured, not shards x one"
 
 
 def test_the_replay_counts_the_hits_functools_lru_cache_counts():
@@ -173,3 +181,102 @@ def test_the_model_agrees_with_a_replay_request_by_request(copies, capacity, ttl
     hits, _ = guide.replay(ranks, 1 / situation.request_rate, copies, capacity, ttl)
     model = float(guide.popularity(situation) @ guide.model_hit_ratios(situation, copies, capacity, ttl))
     assert model == pytest.approx(hits.mean(), abs=0.04)
+
+
+def test_a_stampede_costs_up_to_one_query_a_worker_and_a_lock_cures_it():
+    rates = np.array([0.0, 1.0, 100.0, 1e6])
+    per_refill = guide.stampede_queries(rates, 0.03, workers=8)
+    assert per_refill[0] == pytest.approx(1.0) and per_refill[-1] == pytest.approx(8.0)
+    assert 1.0 < per_refill[2] < 8.0 and np.all(np.diff(per_refill) >= 0)
+    assert np.all(guide.stampede_queries(rates, 0.03, workers=8, lock=True) == 1.0)
+    # against a count: requests of a key arriving while its query runs, capped by the workers free to run them
+    rng = np.random.default_rng(7)
+    counted = np.minimum(8, 1 + rng.poisson(100.0 * 0.03, size=200_000)).mean()
+    assert per_refill[2] == pytest.approx(counted, rel=0.01)
+
+
+def test_refills_follow_writes_and_expiries():
+    assert guide.refills(np.array([10.0]), np.array([0.0]), 60.0)[0] == pytest.approx(1 / (60 + 0.1))
+    assert guide.refills(np.array([10.0]), np.array([1.0]), None)[0] == pytest.approx(1 / (1 + 0.1))
+    assert guide.refills(np.array([0.0]), np.array([1.0]), 60.0)[0] == 0.0, "a key nobody reads is never refilled"
+
+
+def test_the_queue_of_one_worker_is_pollaczek_khinchine():
+    s = 0.01
+    rho, mean, p99 = guide.queueing(50.0, [s], [1.0])  # M/D/1 at rho = 0.5
+    assert rho == pytest.approx(0.5) and mean == pytest.approx(s + 0.5 * s / (2 * 0.5))
+    assert p99 > mean
+    assert guide.queueing(150.0, [s], [1.0])[1] == math.inf, "past one request per service time: no steady state"
+
+
+def test_writes_cost_a_shared_cache_refills_and_a_lock_saves_the_stampede():
+    quiet = guide.Situation(processes=16, request_rate=400, keys=200, max_staleness_s=60, database_cpus=8)
+    busy = guide.Situation(processes=16, request_rate=400, keys=200, max_staleness_s=60, database_cpus=8,
+                           write_rate=20)
+    by_name = {}
+    for name, situation in (("quiet", quiet), ("busy", busy)):
+        ranking = guide.rank(situation, measured(network_ns=60e3))
+        by_name[name] = {e.name: e for e in [*ranking.ranked, *ranking.ruled_out]}
+    assert by_name["busy"]["Redis"].backend_qps > by_name["quiet"]["Redis"].backend_qps + 10
+    assert by_name["busy"]["Redis + lock"].backend_qps < by_name["busy"]["Redis"].backend_qps
+    assert by_name["busy"]["Redis"].queries_per_refill > 1 and by_name["busy"]["Redis + lock"].queries_per_refill == 1
+    ttl_busy, ttl_quiet = by_name["busy"]["cachetools TTL"], by_name["quiet"]["cachetools TTL"]
+    assert ttl_busy.backend_qps == pytest.approx(ttl_quiet.backend_qps), \
+        "a per-process cache is not told about writes: it pays no refill, and serves the old answer until its TTL"
+
+
+def test_a_database_that_cannot_keep_up_rules_a_candidate_out():
+    situation = guide.Situation(processes=8, request_rate=400, keys=20_000, max_staleness_s=5)
+    out = {e.name: " ".join(e.ruled_out) for e in guide.rank(situation, measured()).ruled_out}
+    assert "database" in out["cachetools TTL"]
+    roomy = guide.rank(guide.Situation(processes=8, request_rate=400, keys=20_000, max_staleness_s=5,
+                                       database_cpus=1000), measured())
+    assert all("database" not in " ".join(e.ruled_out) for e in roomy.ruled_out)
+
+
+def test_overlapping_spreads_are_ties_and_a_narrow_spread_separates():
+    wide = measured(query_range_ns=(20e6, 40e6), hit_range_ns={"lru_cache": (50, 2000), "cachetools TTL": (300, 700)})
+    narrow = measured(query_range_ns=(29.9e6, 30.1e6),
+                      hit_range_ns={"lru_cache": (99, 101), "cachetools TTL": (499, 501)})
+    situation = guide.Situation(request_rate=10, keys=100)
+    assert {"lru_cache", "cachetools TTL"} <= set(guide.rank(situation, wide).tied)
+    assert guide.rank(situation, narrow).tied[:1] == ["lru_cache"]
+
+
+def test_sensitivity_names_the_change_that_flips_the_winner():
+    situation = guide.Situation(processes=8, request_rate=100)  # data that never change: the network decides
+    fast = measured(network_ns=20e3)
+    rows = {r["assumption"]: r for r in guide.sensitivity(situation, fast)}
+    assert set(rows) == set(guide.ASSUMPTIONS)
+    now = guide.rank(situation, fast)
+    flipped = rows["network"]
+    assert flipped["factor"] is not None and flipped["factor"] > 1 and flipped["best"] not in now.tied
+
+
+def test_each_figure_says_where_it_comes_from():
+    m = measured(sources={"query": "this run", "hit:Redis": "reference run (X, 2026-01-01)"})
+    redis = next(c for c in guide.CANDIDATES if c.name == "Redis")
+    assert m.sources_of(redis) == {"query": "this run", "hit:Redis": "reference run (X, 2026-01-01)"}
+    ranking = guide.rank(guide.Situation(request_rate=10), m)
+    assert set(ranking.sources()) == {"this run", "reference run (X, 2026-01-01)"}
+
+
+def _setup(**changes):
+    base = dict(workers=3, server_cpus=1.0, shares=np.full(4, 0.25), written=np.array([True, False, False, False]),
+                write_rate=0.0, check_rate=0.0, ttl_s=60.0, local_ttl_s=60.0)
+    return guide.WebSetup(**{**base, **changes})
+
+
+def test_the_web_prediction_fills_the_server_cpus_and_nothing_more():
+    m = measured()
+    http = 1e6  # 1 ms a request
+    none = guide.predict_web(_setup(), m, http, "none")
+    assert none.requests_per_second == pytest.approx(1 / (0.030 + 0.001), rel=1e-6)  # a check of the arithmetic
+    lru = guide.predict_web(_setup(), m, http, "lru")
+    assert lru.backend_qps == 0 and lru.requests_per_second == pytest.approx(1 / (0.001 + 100e-9), rel=1e-6)
+    written = _setup(write_rate=2.0)
+    redis, locked = (guide.predict_web(written, m, http, mode) for mode in ("redis", "redis-lock"))
+    assert redis.queries_per_write > locked.queries_per_write and locked.queries_per_write <= 1.0
+    assert redis.requests_per_second < locked.requests_per_second < lru.requests_per_second
+    with pytest.raises(ValueError):
+        guide.predict_web(written, m, http, "varnish")
