@@ -710,15 +710,18 @@ def reads_after_a_move(cluster, client, keys: Sequence[str]) -> tuple[list[float
 
 # --------------------------------------------------------------------------- replica reads
 
-def reads_during_writes(primary, replica, key: str, *, rounds: int, timeout: float = 5.0) -> list[bool]:
-    """Write a new value of ``key`` to ``primary`` and read it from ``replica`` at the same moment, ``rounds``
-    times: ``True`` for each read that returned the value before the write (stale).
+def reads_during_writes(primary, replica, key: str, *, rounds: int, timeout: float = 5.0) -> dict[str, list[bool]]:
+    """Write a new value of ``key`` to ``primary`` and, at the same moment, read it on another connection, from
+    ``replica`` and from ``primary`` in turn, ``rounds`` times each: ``{'replica': [...], 'primary': [...]}``,
+    ``True`` for each read that returned the value before the write (stale).
 
     ``primary`` and ``replica`` are nodes of a :class:`~cachelab.servers.cluster.ManagedCluster` (``replica``
-    copies ``primary``; ``key`` lives in its slots). Each round sends the ``SET`` to the primary and the ``GET``
-    (on a ``READONLY`` connection) to the replica, one after the other, before reading either reply: the read
-    is what a reader elsewhere gets while the write is on its way. Before the next round, the replica is left
-    to catch up (polled until it has the new value, within ``timeout``), so that every round starts in step.
+    copies ``primary``; ``key`` lives in its slots). Each round packs the ``SET`` and the ``GET`` first, then
+    sends the ``SET`` to the primary and the ``GET`` (on a ``READONLY`` connection to the replica, or a second
+    connection to the primary) back to back, before reading either reply: what a reader elsewhere gets while
+    the write is on its way. The primary serves its connections in the order their commands arrive; a replica
+    answers with what replication has brought it so far. Before the next round, the replica is left to catch
+    up (polled until it has the new value, within ``timeout``), so that every round starts in step.
     """
     from redis.connection import Connection
 
@@ -734,27 +737,30 @@ def reads_during_writes(primary, replica, key: str, *, rounds: int, timeout: flo
         c.send_command(*command)
         return c.read_response()
 
-    write, read = connect(primary), connect(replica)
+    conns = {"write": connect(primary), "replica": connect(replica), "primary": connect(primary)}
+    stale: dict[str, list[bool]] = {"replica": [], "primary": []}
     try:
-        ask(read, "READONLY")
-        stale = []
-        for i in range(rounds + 1):
-            value = f"w{i}"
-            write.send_command("SET", key, value, "EX", 600)
-            if i:
-                read.send_command("GET", key)
-            write.read_response()
-            if i:
-                stale.append(read.read_response() != value)
-            deadline = time.monotonic() + timeout
-            while ask(read, "GET", key) != value:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"the replica {replica.name} did not catch up within {timeout} s")
-                time.sleep(0.0005)
+        ask(conns["replica"], "READONLY")
+        n = 0
+        for _ in range(rounds):
+            for target in ("replica", "primary"):
+                n += 1
+                value = f"w{n}"
+                write = conns["write"].pack_command("SET", key, value, "EX", 600)
+                read = conns[target].pack_command("GET", key)
+                conns["write"].send_packed_command(write, check_health=False)
+                conns[target].send_packed_command(read, check_health=False)
+                conns["write"].read_response()
+                stale[target].append(conns[target].read_response() != value)
+                deadline = time.monotonic() + timeout
+                while ask(conns["replica"], "GET", key) != value:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"the replica {replica.name} did not catch up within {timeout} s")
+                    time.sleep(0.0002)
         return stale
     finally:
-        write.disconnect()
-        read.disconnect()
+        for c in conns.values():
+            c.disconnect()
 
 
 # --------------------------------------------------------------------------- throughput against shards
