@@ -41,8 +41,9 @@ EXPECTED: tuple[tuple[str, str, str], ...] = (
     ("redis cluster", "hit", "08_scale_out"),
 )
 LADDER_NOTEBOOKS: tuple[str, ...] = tuple(dict.fromkeys(nb for _, _, nb in EXPECTED))
-# The notebooks whose results 09 combines: those with ladder entries, and 07 (the web service under load).
-SERIES: tuple[str, ...] = tuple(sorted({*LADDER_NOTEBOOKS, "07_web_service_under_load"}))
+# The notebooks whose results 10 combines: those with ladder entries, 07 (the web service under load) and
+# 09 (HTTP caching, and the HTTP stack's cost the validation against 07 needs).
+SERIES: tuple[str, ...] = tuple(sorted({*LADDER_NOTEBOOKS, "07_web_service_under_load", "09_http_and_frameworks"}))
 BASELINE = ("recompute", "miss")
 KIND_COLORS = {"hit": "#4C72B0", "miss": "#DD8452"}
 
@@ -292,41 +293,138 @@ def current_run(notebooks: Sequence[str], *, max_gap: float = 3600.0, now=None) 
     return loaded
 
 
+@dataclass(frozen=True)
+class Source:
+    """Where one notebook's results come from: this run, or the committed reference run; the machine and date
+    are read from the results' environment banner."""
+
+    notebook: str
+    this_run: bool
+    machine: str
+    date: str
+    why: str = ""  # why this run's results were not used
+
+    @property
+    def label(self) -> str:
+        """``"this run"``, or ``"the reference run (AMD EPYC x 2, 2026-12-06)"``."""
+        return "this run" if self.this_run else f"the reference run ({self.machine}, {self.date[:10]})"
+
+    @classmethod
+    def of(cls, notebook: str, saved: _results.SavedResults, this_run: bool, why: str = "") -> Source:
+        env = saved.environment
+        machine = f"{env.get('cpu', 'an unknown CPU')} x {env.get('cpus', '?')}"
+        return cls(notebook, this_run, machine, str(env.get("date", "")), why)
+
+
 @dataclass
 class SeriesResults:
-    """The results a notebook combines: of the run going on, or of the committed reference run when the
-    run's own are missing or stale (``reference`` is then true and ``why`` says what was wrong)."""
+    """The results a notebook combines, each labelled with its :class:`Source`: this run's where it has them,
+    the committed reference run's for a notebook this run lacks (missing, stale, or in another mode).
+
+    ``reference`` is true when every one comes from the reference run, ``mixed`` when some do; ``why`` says
+    what was wrong with this run's."""
 
     loaded: dict[str, _results.SavedResults]
     reference: bool = False
     why: str = ""
+    sources: dict[str, Source] | None = None
+
+    def __post_init__(self):
+        if self.sources is None:
+            self.sources = {nb: Source.of(nb, saved, not self.reference, self.why if self.reference else "")
+                            for nb, saved in self.loaded.items()}
+
+    @property
+    def borrowed(self) -> list[str]:
+        """The notebooks whose results come from the reference run."""
+        return [nb for nb, src in self.sources.items() if not src.this_run]
+
+    @property
+    def mixed(self) -> bool:
+        return bool(self.borrowed) and len(self.borrowed) < len(self.sources)
+
+    @property
+    def all_this_run(self) -> bool:
+        return not self.borrowed
+
+    def label(self, notebook: str) -> str:
+        return self.sources[notebook].label
+
+    def labels(self) -> dict[str, str]:
+        """``{notebook: label}``, for :func:`cachelab.guide.measured_in`."""
+        return {nb: src.label for nb, src in self.sources.items()}
 
     @property
     def source(self) -> str:
-        return "the committed reference run" if self.reference else "this run"
+        if self.all_this_run:
+            return "this run"
+        if not self.mixed:
+            return "the committed reference run"
+        return "this run, and the reference run for " + ", ".join(self.borrowed)
 
     def describe(self) -> str:
-        """A sentence for the reader: where the numbers come from, and why."""
-        if not self.reference:
-            return "Every result below comes from this run of the series."
-        return (f"These results come from the committed reference run, not from this machine: {self.why} "
-                "Run the series (`make run`) to see your own.")
+        """Sentences for the reader: where the numbers come from, and why."""
+        if self.all_this_run:
+            return "Every result of 01-09 below comes from this run of the series."
+        lines = []
+        if self.mixed:
+            lines.append(f"This run's results for {', '.join(nb for nb in self.sources if nb not in self.borrowed)}; "
+                         "from the committed reference run, because this run lacks them:")
+        else:
+            lines.append("Every result of 01-09 below comes from the committed reference run, not from this run:")
+        for nb in self.borrowed:
+            src = self.sources[nb]
+            lines.append(f"  {nb}: {src.machine}, saved {src.date}" + (f" ({src.why})" if src.why else ""))
+        lines.append("Each figure below says which it is. Run the series (`make run`) to see your own.")
+        return "\n".join(lines)
+
+
+def _this_run(notebook: str, *, max_gap: float, now) -> tuple[_results.SavedResults | None, str]:
+    """This run's results of one notebook, or ``None`` and why they cannot count as this run's."""
+    from . import paths
+    from .timing import quick_mode
+
+    try:
+        saved = _results.load(notebook)
+    except _results.ResultsMissing:
+        return None, "this run has not saved its results"
+    if paths.results_dir().resolve() == paths.reference_results_dir().resolve():
+        return None, "the reference run's own results, re-executed notebook by notebook"
+    if bool(saved.environment.get("quick_mode")) != quick_mode():
+        return None, "saved in the other mode (quick or full)"
+    at = _saved_at(saved)
+    if at > now:
+        return None, "saved after this run began"
+    if (now - at).total_seconds() > max_gap:
+        return None, f"saved {(now - at).total_seconds() / 60:.0f} min ago, by an earlier run"
+    return saved, ""
 
 
 def series_results(notebooks: Sequence[str] = SERIES, *, fallback: bool = True, max_gap: float = 3600.0,
                    now=None) -> SeriesResults:
-    """The results of ``notebooks`` from the run going on (:func:`current_run`), never mixed with another run.
-
-    When one of them is missing or stale and ``fallback`` is true, every one of them comes from the
-    reference run instead (:func:`cachelab.results.load_reference`), labelled as such; without ``fallback``,
-    or without reference results, the error names the notebook to run.
+    """The results of ``notebooks``: this run's (:func:`current_run`) when all of them are there, else each
+    notebook on its own, this run's when it saved them in this mode within ``max_gap`` seconds of ``now``,
+    the reference run's otherwise, labelled (:class:`Source`). Without ``fallback``, or without reference
+    results for a notebook this run lacks, the error names the notebook to run.
     """
+    import datetime as _dt
+
     try:
         return SeriesResults(current_run(notebooks, max_gap=max_gap, now=now))
     except (_results.ResultsMissing, ResultsStale) as exc:
         if not fallback:
             raise
-        try:
-            return SeriesResults({nb: _results.load_reference(nb) for nb in notebooks}, True, str(exc))
-        except _results.ResultsMissing:
-            raise exc from None
+        first = exc
+    now = now or _dt.datetime.now(_dt.UTC)
+    loaded, sources = {}, {}
+    for notebook in notebooks:
+        saved, why = _this_run(notebook, max_gap=max_gap, now=now)
+        if saved is None:
+            try:
+                saved = _results.load_reference(notebook)
+            except _results.ResultsMissing:
+                raise first from None
+        loaded[notebook] = saved
+        sources[notebook] = Source.of(notebook, saved, not why, why)
+    everything = all(not src.this_run for src in sources.values())
+    return SeriesResults(loaded, everything, str(first) if everything else "", sources)

@@ -53,3 +53,41 @@ def test_results_from_after_this_run_began_are_refused():
         save(notebook, 30 - 10 * i)
     with pytest.raises(ladder.ResultsStale, match="after"):
         ladder.current_run(SERIES, now=NOW - dt.timedelta(minutes=15))
+
+
+def test_a_run_with_one_notebook_missing_labels_what_it_borrows_and_the_guide_says_which_inputs(tmp_path,
+                                                                                                 monkeypatch):
+    """A run whose 06 failed: 10 uses this run's results for all it has, and says which came from elsewhere."""
+    from test_ladder import save_series
+
+    from cachelab import guide
+
+    save_series()
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    for path in (tmp_path / "results").glob("*.json"):
+        payload = json.loads(path.read_text())
+        payload["environment"].update(cpu="Another CPU", cpus=64, date="2026-01-02T03:04:05+00:00")
+        (reference / path.name).write_text(json.dumps(payload))
+    monkeypatch.setattr(results.paths, "reference_results_dir", lambda: reference)
+    (tmp_path / "results" / "06_redis.json").unlink()
+    series = ladder.series_results()
+    assert series.borrowed == ["06_redis"] and not series.all_this_run
+    assert series.label("06_redis") == "the reference run (Another CPU x 64, 2026-01-02)"
+    text = series.describe()
+    assert "06_redis" in text and "Another CPU x 64" in text and "Every result" not in text
+    measured = guide.measured_in(series.loaded, sources=series.labels())
+    assert measured.sources["query"] == "this run"  # 01 ran here
+    assert measured.sources["hit:Redis"] == series.label("06_redis")  # 06 did not
+    assert measured.sources["hit:memcached"] == "this run"
+    ranking = guide.rank(guide.Situation(request_rate=10), measured)
+    assert set(ranking.sources()) == {"this run", series.label("06_redis")}, "the ranking says it mixes two sources"
+
+
+def test_a_complete_run_is_all_this_run():
+    from test_ladder import save_series
+
+    save_series()
+    series = ladder.series_results()
+    assert series.all_this_run and series.describe().startswith("Every result")
+    assert all(src.this_run for src in series.sources.values())
