@@ -760,9 +760,11 @@ def measured_in(loaded: Mapping, *, entry_bytes: Mapping[str, float] | None = No
     What a miss adds to the query is two round trips for a network cache (the GET that missed and the SET;
     05 and 06 time a bare round trip together with the hit) and the measured miss minus the query for
     joblib. The staleness bound of an invalidated cache is the 99th percentile of its measured invalidation
-    latency. One Redis's rate is 08's ``redis-benchmark`` GETs counted on one shard, the cluster's the rate 08
-    counted on its largest cluster. ``entry_bytes``, ``local_entry_bytes``, ``extra_hits`` (with
-    ``extra_ranges``), ``extra_overheads``, ``server_rps`` (memcached's) and, when 01 is not in ``loaded``,
+    latency. One Redis's rate is ``server_rps["Redis"]`` when the caller measured it (as it measured memcached's),
+    else 08's ``redis-benchmark`` GETs counted on one shard; the cluster's is Redis's times the scaling 08
+    measured from one shard to its largest cluster (its rate there over its rate on one shard).
+    ``entry_bytes``, ``local_entry_bytes``, ``extra_hits`` (with ``extra_ranges``), ``extra_overheads``,
+    ``server_rps`` (memcached's, and Redis's) and, when 01 is not in ``loaded``,
     ``query_ns`` come from the notebook that calls this: labelled ``here``. ``sources`` maps a notebook to
     the label of where its results come from (default ``"this run"``).
     """
@@ -843,13 +845,13 @@ def measured_in(loaded: Mapping, *, entry_bytes: Mapping[str, float] | None = No
     if 1 in by_shards:
         rates["Redis"] = by_shards[1]
         figures["rate:Redis"] = label.get("08_scale_out", "this run")
-    shards = max(by_shards) if by_shards else 3
-    if by_shards:
-        rates["Redis Cluster"] = by_shards[shards]
-        figures["rate:Redis Cluster"] = label.get("08_scale_out", "this run")
-    for name, rate in (server_rps or {}).items():
+    for name, rate in (server_rps or {}).items():  # measured by the caller, every server the same way
         rates[name] = rate
         figures[f"rate:{name}"] = here
+    shards = max(by_shards) if by_shards else 3
+    if by_shards and 1 in by_shards and "Redis" in rates:  # the scaling 08 measured, never shards x one
+        rates["Redis Cluster"] = rates["Redis"] * by_shards[shards] / by_shards[1]
+        figures["rate:Redis Cluster"] = label.get("08_scale_out", "this run")
     for name in set(entry_bytes or {}) | set(local_entry_bytes or {}):
         figures[f"bytes:{name}"] = here
     return Measurements(
