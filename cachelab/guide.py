@@ -628,11 +628,13 @@ class Ranking:
         lines = [head, "-" * len(head)]
         for i, e in enumerate(self.ranked, start=1):
             stale = _duration(e.staleness_s)
-            mark = "=" if e.name in self.tied and len(self.tied) > 1 else " "
-            lines.append(f"{i:>2}{mark}{e.name:<20} {e.hit_ratio:>9.1%} {format_ns(e.latency_ns):>9} "
-                         f"{format_ns(e.p99_ns):>9} {e.backend_qps:>11,.1f} {_bytes(e.memory_bytes):>9} {stale:>11}")
+            mark = "  tied" if e.name in self.tied and len(self.tied) > 1 else ""
+            lines.append(f"{i:>2} {e.name:<20} {e.hit_ratio:>9.1%} {format_ns(e.latency_ns):>9} "
+                         f"{format_ns(e.p99_ns):>9} {e.backend_qps:>11,.1f} {_bytes(e.memory_bytes):>9} "
+                         f"{stale:>11}{mark}")
         if len(self.tied) > 1:
-            lines.append(f"   = tied within the measured spread: {', '.join(self.tied)} (fewest moving parts first)")
+            lines.append(f"   tied: {', '.join(self.tied)}, whose latencies overlap within the measured spread "
+                         "(fewest moving parts first)")
         if not self.ranked:
             lines.append("   no candidate meets this situation's constraints")
         if self.ruled_out:

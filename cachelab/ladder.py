@@ -165,16 +165,22 @@ def _speedup_text(factor: float) -> str:
     return f"{factor:,.0f}x" if factor >= 10 else f"{factor:.2g}x"
 
 
-def ladder_table(rungs: Sequence[Rung]) -> str:
-    """A plain-text table of the ladder, the one ``make run`` prints at the end."""
+def ladder_table(rungs: Sequence[Rung], sources: Mapping[str, str] | None = None) -> str:
+    """A plain-text table of the ladder, the one ``make run`` prints at the end; with ``sources`` (notebook ->
+    label), a last column says where each rung comes from."""
     rows = ladder_rows(rungs)
     width = max(len(r["step"]) for r in rows + [{"step": "step"}])
     head = f"{'step':<{width}}  {'kind':<4}  {'median':>9}  {'p10-p90':>21}  {'speedup':>9}"
+    if sources:
+        head += "  from"
     lines = [head, "-" * len(head)]
     for r in rows:
         spread = f"{format_ns(r['p10_ns'])} - {format_ns(r['p90_ns'])}"
-        lines.append(f"{r['step']:<{width}}  {r['kind']:<4}  {format_ns(r['median_ns']):>9}  {spread:>21}  "
-                     f"{_speedup_text(r['speedup']):>9}")
+        line = (f"{r['step']:<{width}}  {r['kind']:<4}  {format_ns(r['median_ns']):>9}  {spread:>21}  "
+                f"{_speedup_text(r['speedup']):>9}")
+        if sources:
+            line += f"  {r['notebook'][:2]}, {sources.get(r['notebook'], 'this run')}"
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -199,24 +205,35 @@ def expected_costs(rungs: Sequence[Rung], ratios: Mapping[str, float]) -> dict[s
 
 
 def ladder_figure(rungs: Sequence[Rung], ratios: Mapping[str, float] | None = None, *,
-                  save_as: str | None = "10_ladder", title: str = "The ladder: the cost of one answer at every step"):
+                  save_as: str | None = "10_ladder", title: str = "The ladder: the cost of one answer at every step",
+                  sources: Mapping[str, str] | None = None):
     """Two panels. Left: every rung, hit and miss, a dot at the median with its p10-p90 whisker on a log axis.
     Right: the expected cost of one request at each step at its measured hit ratio (:func:`expected_costs`),
     next to recomputing. Saved as ``figures/<save_as>.png`` (keep "ladder" in the name: the site's index page
-    shows ``*ladder*.png``)."""
+    shows ``*ladder*.png``). ``sources`` (notebook -> label, :meth:`SeriesResults.labels`) marks every rung
+    that does not come from this run with an asterisk, and the title says where those come from."""
     import matplotlib.pyplot as plt
 
     from . import plots
 
     ratios = dict(ratios or {})
+    sources = dict(sources or {})
+    borrowed = {r.notebook for r in rungs if sources.get(r.notebook, "this run") != "this run"}
+    star = {r.step for r in rungs if r.notebook in borrowed}
+    if borrowed:
+        where = sorted({sources[nb] for nb in borrowed})
+        title += f"\n* from {', '.join(where)} ({', '.join(sorted(borrowed))}); the rest from this run"
     timings = [r.labelled_timing() for r in rungs]
-    colors = {r.label: KIND_COLORS.get(r.kind, plots.PALETTE[-1]) for r in rungs}
+    timings = [Timing(t.name + (" *" if r.notebook in borrowed else ""), t.samples_ns, t.loops, dict(t.meta))
+               for r, t in zip(rungs, timings, strict=True)]
+    colors = {t.name: KIND_COLORS.get(r.kind, plots.PALETTE[-1]) for r, t in zip(rungs, timings, strict=True)}
     costs = expected_costs(rungs, ratios)
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 0.42 * len(rungs) + 1.9),
                                       gridspec_kw={"width_ratios": [3, 2]})
     plots.dot_chart(timings, title="Cost of one answer (blue: hit, orange: miss)", colors=colors, ax=left)
     base = baseline(rungs)
-    names = [f"{step} (at {ratios[step]:.0%} hits)" for step in costs] + ["recompute (no cache)"]
+    names = [f"{step}{' *' if step in star else ''} (at {ratios[step]:.0%} hits)" for step in costs] + [
+        "recompute (no cache)" + (" *" if "recompute" in star else "")]
     values = [*costs.values(), base.median]
     right.scatter(values, range(len(values)), color=[plots.PALETTE[0]] * len(costs) + [KIND_COLORS["miss"]], zorder=3)
     right.set_yticks(range(len(values)), names)
