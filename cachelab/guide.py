@@ -201,7 +201,8 @@ class Measurements:
         return math.inf
 
     def at(self, end: str) -> Measurements:
-        """These measurements with every timing that has a spread at its p10 (``"low"``) or p90 (``"high"``)."""
+        """These measurements with every timing that has a spread at its p10 (``"low"``) or p90 (``"high"``),
+        the query included."""
         i = {"low": 0, "high": 1}[end]
         return replace(
             self, query_ns=self.query_range_ns[i] if self.query_range_ns else self.query_ns,
@@ -287,7 +288,7 @@ def lru_characteristic_time(rates: np.ndarray, capacity: float) -> float:
     low, high = 0.0, 1.0
     while np.sum(-np.expm1(-rates * high)) < capacity:
         low, high = high, high * 2
-    for _ in range(60):
+    for _ in range(45):  # a relative precision of 1e-13 of the bracket: far below any measured spread
         mid = (low + high) / 2
         if np.sum(-np.expm1(-rates * mid)) < capacity:
             low = mid
@@ -395,8 +396,8 @@ def queueing(rate: float, costs: Sequence[float], probabilities: Sequence[float]
     response time (Pollaczek-Khinchine: ``E[S] + rate E[S^2] / (2 (1 - rho))``) and its 99th percentile, with
     the wait taken as 0 with probability ``1 - rho`` and else exponential (exact for exponential costs, an
     estimate otherwise). ``inf`` for both when the server cannot keep up."""
-    c, q = np.asarray(costs, dtype=float), np.asarray(probabilities, dtype=float)
-    mean, second = float(q @ c), float(q @ c ** 2)
+    c, q = [float(x) for x in costs], [float(x) for x in probabilities]
+    mean, second = sum(a * b for a, b in zip(q, c, strict=True)), sum(b * a * a for a, b in zip(c, q, strict=True))
     rho = rate * mean
     if rho >= 1:
         return rho, math.inf, math.inf
@@ -404,12 +405,14 @@ def queueing(rate: float, costs: Sequence[float], probabilities: Sequence[float]
     tail = wait / rho if rho > 0 else 0.0  # the mean wait of a request that waits at all
 
     def below(t: float) -> float:  # P(response <= t)
-        waited = np.clip(t - c, 0.0, None)
-        f = 1.0 - (rho * np.exp(-waited / tail) if tail > 0 else 0.0)
-        return float(q @ np.where(t >= c, f, 0.0))
+        total = 0.0
+        for cost, p in zip(c, q, strict=True):
+            if t >= cost:
+                total += p * (1.0 - (rho * math.exp(-(t - cost) / tail) if tail > 0 else 0.0))
+        return total
 
-    low, high = 0.0, float(c.max()) + 50 * tail + 1e-12
-    for _ in range(80):
+    low, high = 0.0, max(c) + 50 * tail + 1e-12
+    for _ in range(60):
         mid = (low + high) / 2
         low, high = (mid, high) if below(mid) < 1 - P99_FLOOR else (low, mid)
     return rho, mean + wait, high
@@ -447,12 +450,31 @@ def _shared_hits(rates: np.ndarray, writes: np.ndarray, capacity: float, ttl: fl
 
 def evaluate(candidate: Candidate, situation: Situation, measured: Measurements, *, spread: bool = True
              ) -> Evaluation:
-    """The model's figures for one candidate in one situation (see the module docstring)."""
-    out = _evaluate(candidate, situation, measured)
-    if spread and measured.has_spread and (candidate.scope == "none" or candidate.name in measured.hit_ns):
-        ends = [_evaluate(candidate, situation, measured.at(end)).latency_ns for end in ("low", "high")]
+    """The model's figures for one candidate in one situation (see the module docstring).
+
+    With ``spread`` and measured spreads, ``latency_range_ns`` is the mean latency with the candidate's own
+    timings (its hit, its local tier's) at their p10 and at their p90: the query every candidate pays moves
+    them all together, so it is left at its median."""
+    out, parts = _evaluate(candidate, situation, measured)
+    if spread and parts and (measured.hit_range_ns or measured.local_hit_range_ns):
+        ends = []
+        for i in (0, 1):
+            costs = [(p, _end_cost(measured, candidate.name, kind, ns, i)) for p, ns, kind in parts]
+            ends.append(queueing(situation.request_rate / situation.workers, [ns / 1e9 for _, ns in costs],
+                                 _normalised([p for p, _ in costs]))[1] * 1e9)
         out.latency_range_ns = (min(ends + [out.latency_ns]), max(ends + [out.latency_ns]))
     return out
+
+
+def _end_cost(measured: Measurements, name: str, kind: str, ns: float, i: int) -> float:
+    ranges = {"hit": measured.hit_range_ns, "local": measured.local_hit_range_ns}.get(kind, {})
+    return ranges[name][i] if name in ranges else ns
+
+
+def _normalised(probabilities: Sequence[float]) -> list[float]:
+    clipped = [max(p, 0.0) for p in probabilities]
+    total = sum(clipped) or 1.0
+    return [p / total for p in clipped]
 
 
 def _evaluate(candidate: Candidate, situation: Situation, measured: Measurements) -> Evaluation:
@@ -465,10 +487,10 @@ def _evaluate(candidate: Candidate, situation: Situation, measured: Measurements
     if candidate.scope == "none":
         _latency(out, situation, [(1.0, query)])
         _constraints(out, situation, measured, query)
-        return out
+        return out, []
     if name not in measured.hit_ns:
         out.ruled_out.append("not measured in this run (run the notebook that measures it)")
-        return out
+        return out, []
     entry = max(measured.entry_bytes.get(name, situation.value_bytes), 1)
     miss_ns = query + measured.miss_overhead_ns.get(name, 0.0)
     budget = situation.memory_budget_bytes
@@ -496,7 +518,7 @@ def _evaluate(candidate: Candidate, situation: Situation, measured: Measurements
         h = float(shares @ np.maximum(shared, local))
         local_ns = measured.local_hit_ns.get(name, measured.hit_ns[name])
         out.local_hit_ratio, out.hit_ratio = h_local, h
-        parts = [(h_local, local_ns), (h - h_local, measured.hit_ns[name]), (1 - h, miss_ns)]
+        parts = [(h_local, local_ns, "local"), (h - h_local, measured.hit_ns[name], "hit"), (1 - h, miss_ns, "miss")]
         out.memory_bytes = (local_copies * min(local_capacity, situation.keys) * local_entry
                             + min(shared_capacity, situation.keys) * entry)
         out.staleness_s = measured.invalidation_s.get(name, math.inf)
@@ -513,7 +535,7 @@ def _evaluate(candidate: Candidate, situation: Situation, measured: Measurements
             out.hit_ratio = float(shares @ model_hit_ratios(situation, copies, capacity, ttl,
                                                             warm_up=not candidate.survives_restart))
         out.local_hit_ratio = 0.0 if candidate.scope == "shared" else out.hit_ratio  # answered without the network
-        parts = [(out.hit_ratio, measured.hit_ns[name]), (1 - out.hit_ratio, miss_ns)]
+        parts = [(out.hit_ratio, measured.hit_ns[name], "hit"), (1 - out.hit_ratio, miss_ns, "miss")]
         out.memory_bytes = copies * min(capacity, situation.keys) * entry
         out.staleness_s = math.inf if ttl is None else ttl + query / 1e9
         if capacity < 1:
@@ -525,18 +547,16 @@ def _evaluate(candidate: Candidate, situation: Situation, measured: Measurements
     # the shared server gets a GET for each request past the local tier, and a SET per miss
     shared = candidate.scope == "shared"
     out.server_load = situation.request_rate * (1 - out.local_hit_ratio + misses) if shared else 0.0
-    _latency(out, situation, parts)
+    _latency(out, situation, [(p, ns) for p, ns, _ in parts])
     _constraints(out, situation, measured, miss_ns)
-    return out
+    return out, parts
 
 
 def _latency(out: Evaluation, situation: Situation, parts: Sequence[tuple[float, float]]) -> None:
     """Mean and p99 latency of a request at each worker, an M/G/1 queue of the request's costs."""
-    probabilities = [max(p, 0.0) for p, _ in parts]
-    total = sum(probabilities) or 1.0
-    probabilities = [p / total for p in probabilities]
+    probabilities = _normalised([p for p, _ in parts])
     costs_s = [ns / 1e9 for _, ns in parts]
-    out.service_ns = 1e9 * float(np.dot(probabilities, costs_s))
+    out.service_ns = 1e9 * sum(p * c for p, c in zip(probabilities, costs_s, strict=True))
     rho, mean_s, p99_s = queueing(situation.request_rate / situation.workers, costs_s, probabilities)
     out.utilisation, out.latency_ns, out.p99_ns = rho, mean_s * 1e9, p99_s * 1e9
 
