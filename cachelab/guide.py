@@ -60,7 +60,7 @@ import numpy as np
 from . import arguments
 
 LOCAL_SHARE = 0.1  # of the memory budget, for the local tier of a two-tier cache (the rest is the shared one)
-TOLERANCE = 0.10  # without measured spreads, latencies within 10% of the fastest count as a tie
+TOLERANCE = 0.10  # latencies within 10% of the fastest count as a tie: no reader would notice the difference
 ON_ONE_REDIS = ("Redis", "Redis + lock", "near cache", "client-side caching")  # shared tier: one Redis server
 SERVER_OF = {name: "Redis" for name in ON_ONE_REDIS} | {"memcached": "memcached", "Redis Cluster": "Redis Cluster"}
 P99_FLOOR = 0.01  # the tail the p99 leaves
@@ -653,8 +653,8 @@ class Ranking:
                          f"{format_ns(e.p99_ns):>9} {e.backend_qps:>11,.1f} {_bytes(e.memory_bytes):>9} "
                          f"{stale:>11}{mark}")
         if len(self.tied) > 1:
-            lines.append(f"   tied: {', '.join(self.tied)}, whose latencies overlap within the measured spread "
-                         "(fewest moving parts first)")
+            lines.append(f"   tied: {', '.join(self.tied)}: within 10% of the fastest, or overlapping it within the "
+                         "measured spread (fewest moving parts first)")
         if not self.ranked:
             lines.append("   no candidate meets this situation's constraints")
         if self.ruled_out:
@@ -687,9 +687,9 @@ def rank(situation: Situation, measured: Measurements, candidates: Sequence[Cand
     """Every candidate evaluated; the eligible ones ranked by expected latency per request.
 
     Candidates tied with the fastest come first, the one with fewer moving parts first among them: tied
-    means a latency interval (from the measured spread, p10 to p90 of every timing used) that overlaps the
-    fastest one's, or, without measured spreads, a latency within ``tolerance`` (10%) of it. The others
-    follow, fastest first.
+    means a latency within ``tolerance`` (10%) of the fastest's, a difference no reader would notice, or a
+    latency interval (from the measured spread: the p10 and p90 of the candidate's own timings) that overlaps
+    the fastest one's. The others follow, fastest first.
     """
     evaluations = [evaluate(c, situation, measured) for c in candidates]
     eligible = sorted((e for e in evaluations if e.eligible), key=lambda e: e.latency_ns)
@@ -704,11 +704,10 @@ def rank(situation: Situation, measured: Measurements, candidates: Sequence[Cand
 
 
 def _tied(e: Evaluation, fastest: Evaluation, tolerance: float) -> bool:
-    if e is fastest:
+    if e is fastest or e.latency_ns <= fastest.latency_ns * (1 + tolerance):
         return True
-    if e.latency_range_ns and fastest.latency_range_ns:
-        return e.latency_range_ns[0] <= fastest.latency_range_ns[1]
-    return e.latency_ns <= fastest.latency_ns * (1 + tolerance)
+    return bool(e.latency_range_ns and fastest.latency_range_ns
+                and e.latency_range_ns[0] <= fastest.latency_range_ns[1])
 
 
 ASSUMPTIONS = ("request_rate", "write_rate", "keys", "alpha", "memory_budget_bytes", "processes", "network")
