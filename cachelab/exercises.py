@@ -213,6 +213,13 @@ class Prediction:
             raise ValueError(f"the run says {right!r} but the question was written with answer {self.answer!r}")
         if prediction is Ellipsis or prediction is None:
             raise NotYet(f"Not yet: write your prediction first, one of {', '.join(repr(c) for c in self.choices)}.")
+        if not isinstance(prediction, str):  # `prediction = c` without quotes: a variable of the notebook
+            shown = repr(prediction)
+            shown = shown if len(shown) <= 40 else shown[:37] + "..."
+            first = next(iter(self.choices))
+            raise NotYet(f"Not yet: your prediction is a {type(prediction).__name__} ({shown}), not a letter: write "
+                         f"one of {', '.join(repr(c) for c in self.choices)} in quotes, e.g. prediction = \"{first}\" "
+                         f"(without the quotes, Python reads {first} as a variable of the notebook).")
         try:
             label = self._label(prediction, "your prediction")
         except ValueError as exc:

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+from cachelab import data
 from cachelab.kit import exercises_build as eb
 from cachelab.kit import notebooks
 
@@ -406,6 +407,11 @@ def test_a_prediction_gives_feedback_for_the_choice_made_and_hints_in_tiers(caps
         with pytest.raises(NotYet, match="^Not yet: .*'a', 'b', 'c'"):
             q.check(unanswered)
     assert q.attempts == 2, "a missing or malformed prediction is not a wrong try"
+    route = data.Route("JFK", "LAX", 7)  # `prediction = c` unquoted, where the notebook has a route named c
+    with pytest.raises(NotYet) as unquoted:
+        q.check(route)
+    assert str(unquoted.value).startswith("Not yet: your prediction is a Route (Route(origin='JFK', ") \
+        and 'in quotes, e.g. prediction = "a"' in str(unquoted.value) and q.attempts == 2
     q.check("B")
     assert capsys.readouterr().out == "\u2705 Right: b (LFU). LFU keeps the hot keys through the scan.\n"
 
