@@ -109,7 +109,7 @@ def lab_server(tmp_path, servers):
 def ranking_text(page) -> str:
     """The text of the innermost output holding BEST:, the ranking the sliders drive."""
     texts = [t.strip() for t in page.locator(".jp-OutputArea-output", has_text="BEST:").all_inner_texts()]
-    return min(texts, key=len)
+    return min((t for t in texts if "BEST:" in t), key=len, default="")  # an output JupyterLab has not drawn is ''
 
 
 def ranked_names(text: str) -> list[str]:
@@ -158,6 +158,8 @@ def drive(playwright, lab: Lab, shots) -> tuple[str, str]:
                 raise AssertionError("the ranking never showed; stderr of the notebook:\n"
                                      + "\n".join(errors.all_inner_texts())[-3000:])
             page.wait_for_timeout(250)
+        # The sliders' cell is in the middle of the notebook: JupyterLab draws only the cells in view, so scroll to it.
+        page.locator(".widget-slider", has_text="stale up to").first.scroll_into_view_if_needed(timeout=15_000)
         # A log slider whose value is off its step grid snaps to it when first drawn, and the ranking is
         # redrawn once for that: take "before" once the text has stayed the same for a while.
         before, steady_since, deadline = ranking_text(page), time.monotonic(), time.monotonic() + 20
