@@ -221,8 +221,11 @@ def ladder_figure(rungs: Sequence[Rung], ratios: Mapping[str, float] | None = No
     borrowed = {r.notebook for r in rungs if sources.get(r.notebook, "this run") != "this run"}
     star = {r.step for r in rungs if r.notebook in borrowed}
     if borrowed:
-        where = sorted({sources[nb] for nb in borrowed})
-        title += f"\n* from {', '.join(where)} ({', '.join(sorted(borrowed))}); the rest from this run"
+        where = ", ".join(sorted({sources[nb] for nb in borrowed}))
+        if borrowed == {r.notebook for r in rungs}:
+            title += f"\n* every rung from {where}"
+        else:
+            title += f"\n* from {where} ({', '.join(sorted(nb[:2] for nb in borrowed))}); the rest from this run"
     timings = [r.labelled_timing() for r in rungs]
     timings = [Timing(t.name + (" *" if r.notebook in borrowed else ""), t.samples_ns, t.loops, dict(t.meta))
                for r, t in zip(rungs, timings, strict=True)]
@@ -242,6 +245,7 @@ def ladder_figure(rungs: Sequence[Rung], ratios: Mapping[str, float] | None = No
         right.set_xscale("log")
     else:
         right.set_xlim(0, max(values) * 1.35)
+        right.xaxis.set_major_locator(plt.MaxNLocator(4))
     plots.time_axis(right, "x")
     right.grid(axis="x", which="both", alpha=0.3)
     right.set_title("Expected cost of one request at the measured hit ratio")

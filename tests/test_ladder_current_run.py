@@ -82,6 +82,10 @@ def test_a_run_with_one_notebook_missing_labels_what_it_borrows_and_the_guide_sa
     assert measured.sources["hit:memcached"] == "this run"
     ranking = guide.rank(guide.Situation(request_rate=10), measured)
     assert set(ranking.sources()) == {"this run", series.label("06_redis")}, "the ranking says it mixes two sources"
+    fig = ladder.ladder_figure(ladder.collect(loaded=series.loaded), sources=series.labels(), save_as=None)
+    title = fig._suptitle.get_text()
+    assert "Another CPU x 64" in title and "(06)" in title and "the rest from this run" in title, title
+    assert any(t.get_text().endswith(" *") for t in fig.axes[0].get_yticklabels()), "06's rungs are marked"
 
 
 def test_a_complete_run_is_all_this_run():
