@@ -133,10 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("data", help="build the SQLite database from data/").set_defaults(func=cmd_data)
     sub.add_parser("env", help="print the environment banner").set_defaults(func=cmd_env)
     from ..bench import add_parser as add_bench_parser
-    from . import check, exercises_build, prefetch, site, soak, system, words
+    from . import check, exercises_build, plan, prefetch, site, soak, system, words
 
     add_bench_parser(sub)  # `python -m cachelab bench`: every caching layer next to its floor
-    for module in (check, exercises_build, prefetch, site, soak, system, words):
+    for module in (check, exercises_build, plan, prefetch, site, soak, system, words):
         module.add_parser(sub)
     return parser
 
