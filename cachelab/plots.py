@@ -23,6 +23,9 @@
 * :func:`timeline_chart`: values over time as steps, with events marked and a stretch shaded.
 * :func:`requests_chart`: every request of a run as a dot (start, latency), coloured by its outcome, a
   panel per run.
+* A server under load (notebook 07): :func:`interval_chart` (repeated measurements with the interval of their
+  median), :func:`cold_start_chart`, :func:`open_loop_chart` (latency against offered rate), :func:`strip_chart`,
+  :func:`scatter_chart` and :func:`settling_chart`.
 """
 
 from __future__ import annotations
@@ -731,6 +734,193 @@ def requests_chart(panels: Mapping[str, Mapping], *, xlabel: str, ylabel: str, s
     axes[0, 0].legend(loc="upper right", ncol=len(OUTCOME_COLORS), fontsize=8, markerscale=1.5)
     axes[-1, 0].set_xlabel(xlabel)
     fig.supylabel(ylabel)
+    fig.tight_layout()
+    if save_as:
+        save(fig, save_as)
+    return fig
+
+
+# --------------------------------------------------------------------------- charts of a server under load (07)
+
+def _color(colors: Mapping[str, str] | None, name: str, i: int) -> str:
+    return (colors or {}).get(name) or PALETTE[i % len(PALETTE)]
+
+
+def interval_chart(groups: Mapping[str, Sequence[float]], intervals: Mapping[str, Mapping], *, xlabel: str,
+                   title: str | None = None, colors: Mapping[str, str] | None = None, logx: bool = True,
+                   save_as: str | None = None, width: float = 10, ax=None):
+    """Repeated measurements of several things, one row each: every value as a small dot, the median as a large
+    one, and a bar for the interval given for it (``intervals[name]``: ``median``, ``low``, ``high``, and
+    ``coverage``, printed at the row's end), on a log axis by default."""
+    arguments.instance("groups", groups, Mapping)
+    if not groups:
+        raise ValueError("interval_chart needs at least one group")
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(width, 0.45 * len(groups) + 1.6))
+    else:
+        fig = ax.figure
+    for y, (name, values) in enumerate(groups.items()):
+        color, iv = _color(colors, name, y), intervals[name]
+        ax.scatter(list(values), [y] * len(values), s=12, color=color, alpha=0.45, zorder=3)
+        ax.errorbar([iv["median"]], [y], xerr=[[iv["median"] - iv["low"]], [iv["high"] - iv["median"]]], fmt="o",
+                    capsize=3, color=color, zorder=4)
+        if iv.get("coverage"):
+            ax.annotate(f"{iv['coverage']:.0%}", (iv["high"], y), xytext=(4, -3), textcoords="offset points",
+                        fontsize=7, color="gray")
+    ax.set_yticks(range(len(groups)), list(groups))
+    ax.invert_yaxis()
+    if logx:
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(_plain_number))
+    ax.set_xlabel(xlabel)
+    ax.grid(axis="x", which="both", alpha=0.3)
+    return _finish(fig, ax, title, save_as)
+
+
+def cold_start_chart(per_key: Mapping[str, Sequence[int]], workers: int, load: Mapping[str, Sequence[float]],
+                     load_intervals: Mapping[str, Mapping], *, write_rate: float,
+                     colors: Mapping[str, str] | None = None, save_as: str | None = None):
+    """Two panels: how many times each key was queried while each cache filled (``per_key``: a dot a key, with
+    one and ``workers`` marked), and the database's queries a second in each server's steady windows (``load``,
+    with :func:`interval_chart`'s intervals), next to the write rate."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12.5, 4.3))
+    for i, (name, counts) in enumerate(per_key.items()):
+        counts = sorted(counts)
+        left.scatter([i + (j % 7 - 3) * 0.05 for j in range(len(counts))], counts, s=14, alpha=0.6,
+                     color=_color(colors, name, i))
+    left.axhline(1, color="gray", lw=1, ls="--")
+    left.axhline(workers, color="gray", lw=1, ls=":")
+    left.text(len(per_key) - 0.5, workers, f" K = {workers} workers", color="gray", fontsize=8, va="bottom",
+              ha="right")
+    left.set_xticks(range(len(per_key)), [n.replace(", ", "\n") for n in per_key], fontsize=8)
+    left.set_yticks(range(1, max([workers, *(max(c, default=1) for c in per_key.values())]) + 1))
+    left.set(ylabel="queries of each key while filling", title="Cold start: each dot is one key")
+    for i, name in enumerate(load):
+        iv = load_intervals[name]
+        right.errorbar([i], [iv["median"]], yerr=[[iv["median"] - iv["low"]], [iv["high"] - iv["median"]]], fmt="o",
+                       capsize=3, color=_color(colors, name, i))
+        right.scatter([i] * len(load[name]), load[name], s=10, alpha=0.4, color=_color(colors, name, i))
+    right.axhline(write_rate, color="gray", lw=1, ls="--")
+    right.text(len(load) - 0.5, write_rate, " one query per write", color="gray", fontsize=8, va="bottom", ha="right")
+    right.set_xticks(range(len(load)), [n.replace(", ", "\n") for n in load], fontsize=8)
+    right.set(ylabel="database queries a second (median, interval)", title="Steady windows, with writes")
+    fig.tight_layout()
+    if save_as:
+        save(fig, save_as)
+    return fig
+
+
+def open_loop_chart(servers: Mapping[str, Sequence[Mapping]], *, capacity: float, title: str,
+                    colors: Mapping[str, str] | None = None, save_as: str | None = None):
+    """Latency against offered rate from an open loop, three panels: the wait from the due time (p50, p90 and
+    the maximum, each point's request count beside it; a hollow marker where the server fell behind), the
+    answers a second against the offered rate, and the generator's own lateness (p99) and CPU. ``servers`` maps a
+    label to its stages (dicts of :meth:`cachelab.load.paced.Stage.to_dict`); ``capacity`` is marked."""
+    fig, (ax, ax_rate, ax_gen) = plt.subplots(1, 3, figsize=(15, 4.6), gridspec_kw={"width_ratios": [3, 2, 2]})
+    for i, (label, stages) in enumerate(servers.items()):
+        stages = sorted(stages, key=lambda st: st["rate"])
+        color = _color(colors, label, i)
+        rates = [st["rate"] for st in stages]
+        for p, ls, marker in (("p50", "-", "o"), ("p90", "--", "s"), ("max", ":", "^")):
+            values = [st["from_due_ms"][p] for st in stages]
+            ax.plot(rates, values, ls=ls, color=color, lw=1, label=f"{label}, {p}")
+            ax.scatter(rates, values, marker=marker, edgecolors=color, zorder=3,
+                       facecolors=["none" if st["behind"] else color for st in stages])
+        for st in stages:
+            ax.annotate(str(st["requests"]), (st["rate"], st["from_due_ms"]["p50"]), xytext=(0, -11),
+                        textcoords="offset points", fontsize=7, color=color, ha="center")
+        ax_rate.plot(rates, [st["achieved"] for st in stages], "o-", color=color, label=label)
+        ax_gen.plot(rates, [st["late_ms"]["p99"] for st in stages], "x-", color=color, label=f"{label}: p99 late")
+        cpu = [100 * (st["generator_cpu"] or 0) for st in stages]
+        ax_gen.plot(rates, cpu, ":", color=color, label=f"{label}: generator CPU, %")
+    ax.scatter([], [], marker="o", edgecolors="gray", facecolors="none", label="hollow: the server fell behind")
+    for a in (ax, ax_rate):
+        a.axvline(capacity, color="gray", lw=1, ls="--")
+        a.text(capacity, 0.02, " uncached capacity", color="gray", fontsize=8, transform=a.get_xaxis_transform())
+    every = sorted({st["rate"] for stages in servers.values() for st in stages})
+    ax.set(xscale="log", yscale="log", xlabel="offered rate, requests a second (log)",
+           ylabel="wait from the due time, ms (log)", title=title)
+    ax.set_xticks(every, [f"{r:.0f}" for r in every])
+    ax.minorticks_off()
+    ax.legend(fontsize=7)
+    ax_rate.plot(every, every, color="gray", ls="--", lw=1, label="= offered")
+    ax_rate.set(xlabel="offered rate, requests a second", ylabel="answers a second during the stage",
+                title="What the server answered")
+    ax_rate.legend(fontsize=8)
+    ax_gen.axhline(70, color="gray", lw=1, ls="--")
+    ax_gen.set(yscale="symlog", xlabel="offered rate, requests a second", ylabel="ms after the due time; % of a CPU",
+               title="The generator: its own lateness, its CPU")
+    ax_gen.legend(fontsize=7)
+    fig.tight_layout()
+    if save_as:
+        save(fig, save_as)
+    return fig
+
+
+def strip_chart(values: Mapping[str, Sequence[float]], *, ylabel: str, labels: Mapping[str, str] | None = None,
+                line: tuple[float, str] | None = None, title: str | None = None,
+                colors: Mapping[str, str] | None = None, save_as: str | None = None, width: float = 9):
+    """Every value of each group as a dot in its own column (spread a little sideways), with an optional
+    horizontal ``line = (value, label)``; ``labels`` replaces a column's name under it."""
+    fig, ax = plt.subplots(figsize=(width, 3.8))
+    for i, (name, vals) in enumerate(values.items()):
+        vals = list(vals)
+        ax.scatter([i + (j % 9 - 4) * 0.03 for j in range(len(vals))], vals, s=10, alpha=0.4,
+                   color=_color(colors, name, i))
+    if line is not None:
+        ax.axhline(line[0], color="gray", ls="--", lw=1)
+        ax.text(len(values) - 0.5, line[0], line[1], color="gray", fontsize=9, va="bottom", ha="right")
+    ax.set_xticks(range(len(values)), [(labels or {}).get(n, n) for n in values], fontsize=8)
+    ax.set_ylabel(ylabel)
+    return _finish(fig, ax, title, save_as)
+
+
+def scatter_chart(points: Mapping[str, tuple[Sequence[float], Sequence[float]]], *, xlabel: str, ylabel: str,
+                  curves: Mapping[str, tuple[Sequence[float], Sequence[float]]] | None = None,
+                  hlines: Sequence[tuple[float, str]] = (), vlines: Sequence[tuple[float, str]] = (),
+                  logx: bool = True, logy: bool = True, title: str | None = None,
+                  colors: Mapping[str, str] | None = None, save_as: str | None = None, ax=None):
+    """Points of several series (``points``: label to ``(x, y)``), with reference ``curves`` drawn in gray
+    (each its own line style) and labelled horizontal and vertical lines, on log axes by default."""
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(8, 4.3))
+    else:
+        fig = ax.figure
+    for i, (label, (x, y)) in enumerate((curves or {}).items()):
+        ax.plot(list(x), list(y), color="gray", ls=LINESTYLES[i % len(LINESTYLES)], label=label)
+    for i, (label, (x, y)) in enumerate(points.items()):
+        ax.scatter(list(x), list(y), s=14, color=_color(colors, label, i), label=label, zorder=3)
+    for value, label in hlines:
+        ax.axhline(value, color="gray", ls="--", lw=1)
+        ax.text(ax.get_xlim()[0], value, f" {label}", color="gray", fontsize=8, va="bottom")
+    for value, label in vlines:
+        ax.axvline(value, color="gray", lw=1)
+        ax.text(value, ax.get_ylim()[1], f" {label}", color="gray", fontsize=8, va="top")
+    ax.set(xscale="log" if logx else "linear", yscale="log" if logy else "linear", xlabel=xlabel, ylabel=ylabel)
+    ax.legend(fontsize=7)
+    return _finish(fig, ax, title, save_as)
+
+
+def settling_chart(profile: Sequence[tuple[float, float]], *, settle_s: float, tolerance: float,
+                   halves: Mapping[str, Sequence[float]], title: str | None = None,
+                   colors: Mapping[str, str] | None = None, save_as: str | None = None):
+    """Two panels: what counting a window from ``t`` reports as a share of its server's level (``profile``), with
+    the band of ``tolerance`` and the settle time; and, for each server, the ratio of the first half of each
+    window's counted span to its second (``halves``), around 1."""
+    fig, (ax, ax_half) = plt.subplots(1, 2, figsize=(12, 3.8))
+    t, ratio = zip(*profile, strict=True) if profile else ((), ())
+    ax.plot(t, ratio, "o-", color=PALETTE[0])
+    ax.axhspan(1 - tolerance, 1 + tolerance, color="gray", alpha=0.15)
+    ax.axvline(settle_s, color="gray", ls="--", lw=1)
+    ax.set(xlabel="counted from t seconds into the run", ylabel="rate counted from t / the level",
+           title="Where counting may start: the median of every window")
+    for i, (name, ratios) in enumerate(halves.items()):
+        ax_half.scatter([i] * len(ratios), ratios, color=_color(colors, name, i), s=16)
+    ax_half.axhline(1, color="gray", lw=1)
+    ax_half.set_xticks(range(len(halves)), [n.replace(", ", "\n") for n in halves], fontsize=8)
+    ax_half.set(yscale="log", ylabel="first half / second half (log)", title="Each window's two halves")
+    if title:
+        fig.suptitle(title, fontweight="bold")
     fig.tight_layout()
     if save_as:
         save(fig, save_as)

@@ -8,7 +8,10 @@ Open this file next to notebook 07. The endpoints, JSON in and out:
 * ``GET /stats``: this worker's counters (pid, requests, hits, misses, backend queries, floor answers) and
   the state of its garbage collector (enabled, objects frozen by ``gc.freeze``);
 * ``GET /health``: this worker is up and its database answers;
-* ``GET /floor``: a fixed answer of the same size, with no database and no cache: the HTTP floor.
+* ``GET /floor``: a fixed answer of the same shape (a few bytes shorter), with no database and no cache: the
+  most the HTTP stack alone can serve, the ceiling of every cache mode;
+* ``GET /gc``: a full collection (``gc.collect()``) in the worker that answers, with its pid (notebook 07 makes
+  every worker collect before it reads their memory).
 
 Bad input (an unknown airport, month 13, a body that is not a JSON object) gets a 400 with a JSON error,
 never a 500. The cache mode is chosen when the server starts, by ``CACHELAB_WEB_MODE`` or
@@ -22,7 +25,8 @@ never a 500. The cache mode is chosen when the server starts, by ``CACHELAB_WEB_
   shares (notebooks 05 and 06), delete-on-write;
 * ``redis-lock``: the same, with the miss path of :class:`~cachelab.stampede.LockedRecompute` (notebook 06):
   the first worker to miss a key takes a lock in Redis and queries, the others wait for its answer, so a
-  deleted hot key costs one query however many workers ask for it at once;
+  deleted hot key costs one query however many workers ask for it at once (a waiter that gives up after
+  10 s answers from the database itself, and is counted in ``lock_timeouts``);
 * ``near``: :class:`~cachelab.near_cache.NearCache`, a local tier in each worker in front of Redis, whose
   writes tell every worker to drop its copy (pub/sub).
 
@@ -62,13 +66,17 @@ from werkzeug.exceptions import HTTPException
 
 from .cache_aside import STORE_ERRORS, CacheAside, MemcachedStore, RedisStore
 from .data import FlightService, Route, database_path
+from .stampede import LockTimeout
 
 MODES = ("none", "lru", "ttl", "memcached", "redis", "near", "redis-lock")
 LOCAL_MODES = ("lru", "ttl")
 SHARED_MODES = ("memcached", "redis", "near", "redis-lock")
 #: The counters every worker keeps, in this order in its counters file. ``requests``, ``hits``, ``misses`` and
-#: ``backend_queries`` count the delay endpoint; ``floor`` the answers of ``/floor``.
-COUNTERS = ("requests", "hits", "misses", "backend_queries", "writes", "store_errors", "bad_requests", "floor")
+#: ``backend_queries`` count the delay endpoint, ``local_hits`` the hits answered from the worker's own memory
+#: (``lru``, ``ttl``, the near cache's local tier); ``floor`` the answers of ``/floor``, ``collections`` the
+#: collections of ``/gc``; ``lock_timeouts`` the waiters of ``redis-lock`` that gave up and queried themselves.
+COUNTERS = ("requests", "hits", "misses", "backend_queries", "writes", "store_errors", "bad_requests", "floor",
+            "local_hits", "collections", "lock_timeouts")
 _AIRPORT = re.compile(r"^[A-Z]{3}$")
 
 
@@ -248,10 +256,10 @@ class FlightApp:
             elif s.mode == "redis-lock":
                 from .stampede import LockedRecompute
 
-                # waiters poll every 5 ms; a holder that died frees the lock after lock_ttl; a waiter that gave
-                # up after wait_timeout queries itself rather than fail the request
+                # waiters poll every 5 ms; a holder that died frees the lock after lock_ttl; a waiter that gives
+                # up after wait_timeout raises LockTimeout, and _cached answers from the database (counted)
                 worker.locked = LockedRecompute(client, s.prefix, lambda key: self._query(route_of(key)), ttl=s.ttl,
-                                                lock_ttl=10.0, wait_timeout=10.0, fallback_compute=True)
+                                                lock_ttl=10.0, wait_timeout=10.0)
             else:
                 from .near_cache import NearCache
 
@@ -314,10 +322,14 @@ class FlightApp:
     def delay(self, route: Route) -> dict:
         worker = self.worker()
         before = worker.service.calls
+        local = worker.near.local_hits if worker.near is not None else 0
         answer = self._cached(worker, route)
+        hit = worker.service.calls == before
         worker.counters.add("requests")
-        worker.counters.add("hits" if worker.service.calls == before else "misses")
+        worker.counters.add("hits" if hit else "misses")
         worker.counters.add("backend_queries", worker.service.calls - before)
+        if hit and (self.settings.mode in LOCAL_MODES or (worker.near is not None and worker.near.local_hits > local)):
+            worker.counters.add("local_hits")
         return answer
 
     def _cached(self, worker: Worker, route: Route) -> dict:
@@ -335,6 +347,9 @@ class FlightApp:
         if mode == "redis-lock":
             try:
                 return worker.locked.get(route.key())  # a miss: one worker queries under the lock, the others wait
+            except LockTimeout:  # waited wait_timeout for the holder in vain: query, and say so
+                worker.counters.add("lock_timeouts")
+                return self._query(route)
             except STORE_ERRORS:
                 worker.counters.add("store_errors")
                 return self._query(route)
@@ -450,6 +465,13 @@ def create_app(mode: str | None = None, **settings) -> Flask:
     def static_answer():
         service.worker().counters.add("floor")
         return jsonify(floor)
+
+    @app.get("/gc")
+    def collect():
+        worker = service.worker()
+        collected = gc.collect()
+        worker.counters.add("collections")
+        return jsonify(pid=worker.pid, collected=collected, frozen=gc.get_freeze_count())
 
     return app
 

@@ -153,51 +153,60 @@ def test_write_paths_writes_one_path_a_line(tmp_path):
         wrk.write_paths(tmp_path / "empty.txt", [])
 
 
-def test_paced_stages_have_users_enough_for_the_shortest_interval():
-    stages = paced.plan_stages([14, 660.5], seconds=1.5, min_interval=0.25)
-    assert [s["users"] for s in stages] == [4, 166]  # ceil(rate x 0.25 s)
-    assert all(s["users"] / s["rate"] >= 0.25 and s["seconds"] == 1.5 for s in stages)
-    assert paced.plan_stages([0.5], 1, 0.25)[0]["users"] == 1
+def test_paced_stages_offer_one_user_a_request():
+    stages = paced.plan_stages([14, 660.5], seconds=1.5)
+    assert [s["users"] for s in stages] == [21, 991]  # round(rate x seconds): one request, one user
+    assert all(s["seconds"] == 1.5 and s["host"] == "" for s in stages)
+    assert paced.plan_stages([0.5], 1)[0]["users"] == 1
+    assert [s["host"] for s in paced.plan_stages([1, 2], 1, ["http://a/", "http://b"])] == ["http://a", "http://b"]
     with pytest.raises(ValueError):
-        paced.plan_stages([0], 1, 0.25)
+        paced.plan_stages([0], 1)
+    with pytest.raises(ValueError):
+        paced.plan_stages([1, 2], 1, ["http://a"])
 
 
-def paced_records(stage, rate, users, seconds, start, late_s=(), slow_ms=(), failed=0, skip=0):
+def paced_records(stage, rate, seconds, start, late_s=(), slow_ms=(), failed=0, skip=0, growing_ms=0.0):
     """The records of a stage whose requests all left on schedule and took 2 ms, but for ``late_s`` (how late
-    each of the first requests left), ``slow_ms`` (the times of the last ones), ``failed`` non-2xx answers
-    and ``skip`` requests never sent."""
-    interval, count = users / rate, round(rate * seconds) - skip
+    each of the first requests left), ``slow_ms`` (the times of the last ones), ``failed`` non-2xx answers,
+    ``skip`` requests never sent and ``growing_ms`` added to the n-th answer n times (a queue that grows)."""
+    count = round(rate * seconds) - skip
     rows = []
     for n in range(count):
         due = start + n / rate
-        late = late_s[n] if n < len(late_s) else 0.001
-        ms = slow_ms[n - count + len(slow_ms)] if n >= count - len(slow_ms) else 2.0
-        rows.append([stage, due, due + late, ms, n >= failed])
-    assert all(r[2] - r[1] < interval for r in rows[len(late_s):])
+        late = late_s[n] if n < len(late_s) else 0.0002
+        ms = slow_ms[n - count + len(slow_ms)] if n >= count - len(slow_ms) else 2.0 + n * growing_ms
+        rows.append([stage, due, due + late, ms, n >= failed, n])
     return rows
 
 
-def test_paced_records_mark_the_stages_where_the_generator_fell_behind():
-    stages = paced.plan_stages([20, 40, 40, 40, 40], seconds=2, min_interval=0.25)  # 5 users, then 10: 0.25 s each
-    rows = (paced_records(0, 20, 5, 2, 0.2, failed=1)
-            + paced_records(1, 40, 10, 2, 2.2, late_s=[0.02] * 10)  # 20 ms late: less than a tenth of 0.25 s
-            + paced_records(2, 40, 10, 2, 4.2, late_s=[0.3, 0.2])  # 2 of 80 (2.5%) left 200 ms late or more
-            + paced_records(3, 40, 10, 2, 6.2, late_s=[0.03, 0.03], slow_ms=[200] * 4)  # late, under the tail
-            + paced_records(4, 40, 10, 2, 8.2, skip=10))  # 70 of the 80 offered were sent
+def test_paced_records_tell_a_late_generator_from_a_server_that_fell_behind():
+    stages = paced.plan_stages([20, 40, 40, 40, 40, 40], seconds=2)  # 40, then 80 requests, one user each
+    rows = (paced_records(0, 20, 2, 0.2, failed=1)
+            + paced_records(1, 40, 2, 2.2, late_s=[0.005] * 10)  # 5 ms late: under half the 25 ms interval
+            + paced_records(2, 40, 2, 4.2, late_s=[0.3, 0.2])  # 2 of 80 (2.5%) left 200 ms late or more
+            + paced_records(3, 40, 2, 6.2, slow_ms=[200] * 4)  # a slow tail, on time: the server's
+            + paced_records(4, 40, 2, 8.2, skip=10)  # 70 of the 80 offered were sent
+            + paced_records(5, 40, 2, 10.2, growing_ms=2.0))  # each answer waits 2 ms more than the last
     data = {"starts": [0.2, 2.2, 4.2, 6.2, 8.2, 10.2], "unanswered": 0, "requests": rows,
-            "cpu": [[0.2, 1.0], [2.2, 1.1], [4.2, 1.3], [6.2, 1.5], [8.2, 1.7], [10.2, 1.9]]}
-    on_time, late_a_little, late, late_under_tail, short = paced.parse_records(data, stages)
-    assert (on_time.requests, on_time.failed, on_time.achieved, on_time.late) == (40, 1, 20, 0)
-    assert on_time.interval == 0.25 and not on_time.behind
+            "cpu": [[[0.2, 1.0], [2.2, 1.1]], [[2.2, 1.1], [4.2, 1.3]], [[4.2, 1.3], [6.2, 1.5]],
+                    [[6.2, 1.5], [8.2, 1.7]], [[8.2, 1.7], [10.2, 1.9]], [[10.2, 1.9], [12.2, 2.1]]]}
+    on_time, late_a_little, late, slow_tail, short, queue = paced.parse_records(data, stages)
+    assert (on_time.requests, on_time.failed, on_time.late) == (40, 1, 0)
+    assert on_time.interval == 0.05 and on_time.behind, "a failed request: the server did not keep up"
     assert on_time.generator_cpu == pytest.approx(0.05)
-    assert late_a_little.late == 0 and not late_a_little.behind
-    assert late.late == 2 and late.late_share == pytest.approx(0.025) and late.behind
+    assert late_a_little.late == 0 and not late_a_little.behind and not late_a_little.generator_behind
+    assert late.late == 2 and late.late_share == pytest.approx(0.025) and late.generator_behind
+    assert not late.behind, "the server answered every request in 2 ms: the lateness is the generator's"
     assert late.late_ms["max"] == pytest.approx(300) and late.from_due_ms["max"] == pytest.approx(302)
     assert late.latency_ms["max"] == pytest.approx(2.0)  # what locust records starts at the send
-    # two late requests, but the tail is four slow answers that left on time: the p99 is theirs, not moved
-    assert late_under_tail.late == 2 and not late_under_tail.behind
-    assert short.late == 0 and short.achieved == 35 and short.behind
-    assert on_time.to_dict()["behind"] is False and short.to_dict()["achieved"] == 35
+    assert slow_tail.late == 0 and not slow_tail.generator_behind and slow_tail.latency_ms["max"] == 200
+    assert short.behind and short.requests == 70 and short.offered == 40
+    assert queue.behind and not queue.generator_behind and queue.in_system is None
+    assert late_a_little.in_system == pytest.approx(40 * 0.002)  # Little's law: 40 a second x 2 ms
+    assert slow_tail.to_dict()["behind"] is False and short.to_dict()["requests"] == 70
+    points = [s.to_dict() for s in (late_a_little, late, queue)]
+    assert paced.knee(points) == 40, "the queue's stage is the knee; the late generator's stage is left out"
+    assert paced.knee(points[:2]) is None
 
 
 def test_placement_gives_the_generator_a_cpu_of_its_own():
@@ -220,24 +229,6 @@ def test_staleness_judges_each_read_against_the_writes_committed_before_it():
     assert (found.checks, found.stale, found.writes) == (5, 2, 2)
     assert [round(a, 6) for a in found.ages] == [0.5, 2.0] and math.isclose(found.fraction, 0.4)
     assert found.by_route == {"r": [5, 2]} and found.to_dict()["by_route"] == {"r": [5, 2]}
-
-
-def test_the_generators_own_lateness_is_told_from_a_slow_server():
-    """A request that leaves late because its user waited for a slow answer is the server's lateness; one that
-    leaves late while its user was free is the generator's own."""
-    stages = paced.plan_stages([10, 10], seconds=1, min_interval=0.2)  # 2 users each, 0.2 s apart
-    # stage 0: user 0's first answer takes 300 ms, so its second request leaves 100 ms late (server)
-    # stage 1: user 2 is free, yet its second request leaves 100 ms late (generator)
-    rows = [[0, 0.1, 0.1, 300.0, True, 0], [0, 0.3, 0.4, 2.0, True, 0], [0, 0.2, 0.2, 2.0, True, 1],
-            [0, 0.4, 0.4, 2.0, True, 1],
-            [1, 1.1, 1.1, 2.0, True, 2], [1, 1.3, 1.4, 2.0, True, 2], [1, 1.2, 1.2, 2.0, True, 3],
-            [1, 1.4, 1.4, 2.0, True, 3]]
-    data = {"starts": [0.1, 1.1, 2.1], "unanswered": 0, "requests": rows}
-    server_slow, generator_late = paced.parse_records(data, stages)
-    assert server_slow.late == 1 and server_slow.generator_late == 0 and not server_slow.generator_behind
-    assert generator_late.late == 1 and generator_late.generator_late == 1 and generator_late.generator_behind
-    assert generator_late.generator_late_ms["max"] == pytest.approx(100)
-    assert generator_late.to_dict()["generator_behind"] is True
 
 
 def test_query_logs_are_read_piece_by_piece(tmp_path):
@@ -266,23 +257,23 @@ def test_each_write_is_charged_the_queries_of_its_route_until_the_next_write_to_
     assert [w["queries"] for w in found] == [2, 2, 1]  # the query before the first write is no write's
 
 
-def test_a_rotation_puts_each_unit_in_as_many_rounds_each_in_its_own_order():
+def test_a_rotation_puts_every_unit_in_every_round_each_round_in_its_own_order():
     from cachelab.load import experiment
 
     units = [f"u{i}" for i in range(8)]
-    plan = experiment.rotation_plan(units, ["pair"], rounds=5, appearances=3, seed=1)
-    assert len(plan) == 5 and all(r.count("pair") == 1 for r in plan)
-    assert all(sum(r.count(u) for r in plan) == 3 for u in units)
-    assert max(map(len, plan)) - min(map(len, plan)) <= 1
-    assert plan == experiment.rotation_plan(units, ["pair"], rounds=5, appearances=3, seed=1)  # seeded
-    assert any(a != sorted(a) for a in plan), "each round is shuffled"
+    plan = experiment.rotation_plan(units, rounds=5, seed=1)
+    assert len(plan) == 5 and all(sorted(r) == units for r in plan)
+    assert plan == experiment.rotation_plan(units, rounds=5, seed=1)  # seeded
+    assert any(r != units for r in plan), "each round is shuffled"
+    positions = {u: {r.index(u) for r in plan} for u in units}
+    assert all(len(p) > 1 for p in positions.values()), "no unit holds one place in every round"
     pair = (("a", 1), ("b", 2))
-    firsts = [next(u for u in r if isinstance(u, tuple))[0] for r in experiment.rotation_plan(units, [pair], rounds=4)]
-    assert firsts == [("a", 1), ("b", 2), ("a", 1), ("b", 2)], "a pair is taken in the other order every other round"
-    twice = experiment.rotation_plan(["a", "b", pair], rounds=5, appearances=[3, 3, 4])
-    assert sum(r.count(pair) + r.count(pair[::-1]) for r in twice) == 4 and all(r.count("a") <= 1 for r in twice)
+    firsts = [next(u for u in r if isinstance(u, tuple))[0] for r in experiment.rotation_plan(units + [pair], rounds=4)]
+    assert firsts == [("a", 1), ("b", 2), ("a", 1), ("b", 2)], "a pair is taken in the other order at each turn"
+    twice = experiment.rotation_plan(["a", "b", pair], rounds=3, repeats={pair: 2})
+    assert all(r.count("a") == 1 and r.count(pair) + r.count(pair[::-1]) == 2 for r in twice)
     with pytest.raises(ValueError):
-        experiment.rotation_plan(units, rounds=3, appearances=4)
+        experiment.rotation_plan(units, rounds=0)
 
 
 def window_with(rates, floor=False, slot=0.1):
@@ -291,7 +282,7 @@ def window_with(rates, floor=False, slot=0.1):
     for rate in rates:
         t, served = t + slot, served + rate * slot
         slots.append([t, 0 if floor else served, served if floor else 0, served, 0])
-    return {"stream": "floor" if floor else "hot", "slots": slots}
+    return {"cell": "floor" if floor else "hot", "stream": "floor" if floor else "hot", "slots": slots}
 
 
 def test_settled_figures_start_after_the_settle_time_and_the_settle_time_is_read_from_the_windows():
@@ -301,9 +292,10 @@ def test_settled_figures_start_after_the_settle_time_and_the_settle_time_is_read
     win = window_with(ramp)
     assert experiment.settled(win, 0.3)["requests_per_second"] == pytest.approx(100)
     assert experiment.settled(win, 0.0)["requests_per_second"] < 95
-    found = experiment.settle_time([window_with(ramp), window_with([r * 2 for r in ramp], floor=True)])
-    assert found["settle_s"] == pytest.approx(0.2)  # 90 is within 10% of 100
-    assert found["profile"][0][1] == pytest.approx(0.2)
+    slow = [10] * 5 + [100] * 15  # counted from t to the end: 0.78, 0.81, 0.85, 0.89, then 0.94 of the level
+    found = experiment.settle_time([window_with(slow), window_with([r * 2 for r in slow], floor=True)])
+    assert found["settle_s"] == pytest.approx(0.4) and found["settled"]
+    assert found["profile"][0][1] == pytest.approx(155 / 2 / 100)
     assert experiment.settle_time([window_with([100] * 20)])["settle_s"] == 0.0
 
 

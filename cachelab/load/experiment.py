@@ -4,31 +4,40 @@
 experiment, the CPU placement, the request streams, the write and check rates, the TTLs. Each server of the
 experiment is a :class:`Cell` of a :class:`Grid`: one cache mode at ``K`` workers, with a private writable
 copy of the database of its own (in WAL mode, so that reads and writes run side by side, as a production
-SQLite would be set up), its own writer and checker (:mod:`cachelab.load.freshness`), and its workers' query
-log (:class:`cachelab.webapp.QueryLog`).
+SQLite would be set up), its own writer and checker (:mod:`cachelab.load.freshness`), its workers' query
+log (:class:`cachelab.webapp.QueryLog`) and its place in each request stream (wrk goes on where the last run
+on that server stopped).
 
 The protocol, designed so that drift on a shared machine cannot pass for a difference between modes:
 
 1. :func:`start_grid` starts every cell's gunicorn at once, each with ``--preload``, then pins each to the
-   server CPUs (the cache servers are pinned there too);
-2. :func:`cold_start` fills each cell's caches from empty, without writes, and records how (every worker's
-   counters every 100 ms, every backend query with its key);
-3. :func:`run_rotation` then takes **windows** (:func:`window`) of every cell in rounds, in a shuffled order in
-   each round (:func:`rotation_plan`), so that no mode and no worker count is measured only early or only
-   late. A window is one wrk run of whole seconds (wrk's unit) with the cell's writer and checker running,
-   its counters sampled every 100 ms; each write's backend queries are counted from the query log;
-4. :func:`settle_time` reads from the windows themselves how long a window takes to settle, and
-   :func:`settled` gives each window's figures after that time; :func:`summary` the median of a cell's
-   windows with their range.
+   server CPUs (the cache servers are pinned there too). The TTLs come from :func:`ttl_for`: no entry filled
+   during the cold start expires before the last measurement that reads it;
+2. :func:`cold_starts` fills each cell's caches from empty, side by side, without writes: one wrk run each,
+   stopped once a second of it had (almost) no misses, and records how (every worker's counters every 100 ms,
+   every backend query with its key);
+3. a probe of the uncached service (:func:`window`) gives its closed loop's cycle, ``c / X``, and
+   :func:`window_seconds` the length of every window: a settling cycle and :data:`CYCLES` more, in whole
+   seconds (wrk's unit);
+4. :func:`run_rotation` takes **windows** (:func:`window`) of every unit in every round, each round in its own
+   shuffled order (:func:`rotation_plan`), so that each unit is measured early, in the middle and late. A
+   window is one wrk run with the cell's writer and checker running, its counters sampled every 100 ms; each
+   write's backend queries are counted from the query log;
+5. :func:`settle_time` reads from the windows how long they take to settle (or says they did not), and
+   :func:`settled` gives each window's figures from that time to the last sample before wrk stopped;
+   :func:`halves` the two halves of that span, to check that it was steady; :func:`summary` the median of a
+   cell's windows with the interval the rank test gives it.
 
-:func:`sweep` runs paced locust users against one cell (its writer and checker stopped, so that the
-offered rate is all the load), and :func:`measure_fork` the memory of forked workers. Everything returned is
-plain data (dicts, lists, numbers), ready for :meth:`cachelab.results.Results.put`.
+:func:`sweep` runs locust's open loop against one or several cells (their writers and checkers stopped, so
+that the offered rate is all the load), and :func:`measure_fork` the memory of forked workers. Everything
+returned is plain data (dicts, lists, numbers), ready for :meth:`cachelab.results.Results.put`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import random
 import shutil
 import sqlite3
@@ -36,10 +45,13 @@ import statistics
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..claims import sign_interval
 from ..data import FlightService, Route, copy_database
 from ..servers.gunicorn import Gunicorn, start_gunicorn, stop_all
 from ..servers.gunicorn import memory as process_memory
@@ -93,9 +105,26 @@ class Sampler(threading.Thread):
         self.join(5)
 
 
+CYCLES = 5
+"""A window counts at least this many cycles ``c / X`` of the slowest service's closed loop (its uncached one)."""
+SLOT_S = 0.1
+"""The counters of a window are read every ``SLOT_S`` seconds."""
+MAX_WINDOW_S = 4
+"""The longest window :func:`window_seconds` chooses; a service slower than that is measured in fewer cycles, and
+the choice says so."""
+TTL_MARGIN = 2.0
+""":func:`ttl_for` makes the TTL this many times the longest the measurements can take after the cold start."""
+TTL_JITTER = 0.1
+"""The shared caches' ``CacheAside`` draws each entry's TTL up to this share shorter (``jitter=0.1``)."""
+
+
 @dataclass
 class Bench:
-    """What every measurement shares (see the module docstring); a context manager that cleans up."""
+    """What every measurement shares (see the module docstring); a context manager that cleans up.
+
+    ``connections`` is wrk's connection count for a cached server; the uncached service gets one more than
+    its workers (:meth:`connections_for`), so that every worker always has a request and one waits, and its
+    closed loop's cycle stays short."""
 
     workdir: Path
     redis: object  # a ManagedServer
@@ -113,6 +142,10 @@ class Bench:
     cold_seconds: int = 1
     connections: int = 8
     extra: dict = field(default_factory=dict)
+
+    def connections_for(self, mode: str, workers: int) -> int:
+        """wrk's connections for a server: ``workers + 1`` for the uncached service, :attr:`connections` else."""
+        return workers + 1 if mode == "none" else self.connections
 
     def database(self, name: str) -> Path:
         """A writable copy of the database for ``name`` (made once, in WAL mode: readers and the writer side by
@@ -134,7 +167,8 @@ class Bench:
         return {"placement": self.placement.to_dict(), "hot_routes": len(self.hot_routes),
                 "written_routes": [r.key() for r in self.written_routes], "ttl_s": self.ttl,
                 "local_ttl_s": self.local_ttl, "write_rate": self.write_rate, "check_rate": self.check_rate,
-                "seconds": self.seconds, "cold_seconds": self.cold_seconds, "connections": self.connections}
+                "seconds": self.seconds, "cold_seconds": self.cold_seconds, "connections": self.connections,
+                "uncached_connections": "workers + 1"}
 
     def close(self) -> None:
         for server in (self.redis, self.memcached):
@@ -175,22 +209,34 @@ def open_bench(prefix: str, streams: dict[str, Sequence], hot_routes: Sequence[R
                  **options)
 
 
+def ttl_for(planned_s: float, *, at_least: float = 60.0) -> float:
+    """The TTL of every cache of the experiment: ``at_least`` (the story's minute), or :data:`TTL_MARGIN` times
+    ``planned_s`` (the longest the cold start and the measurements after it can take, by the plan) if that is
+    longer, rounded up to ten seconds. The invariant it keeps: no entry filled during the cold start expires
+    before the last measurement, even drawn :data:`TTL_JITTER` shorter, unless the run takes
+    ``TTL_MARGIN * (1 - TTL_JITTER)`` times its plan; :func:`expiry_margin` checks it after the run."""
+    return float(max(at_least, 10 * math.ceil(TTL_MARGIN * planned_s / 10)))
+
+
+def planned_seconds(windows: int, *, window_s: float = MAX_WINDOW_S, cold_s: float = 12, stages: int = 0,
+                    stage_s: float = 2.5, overhead_s: float = 0.5) -> float:
+    """The longest the cold start (``cold_s``, its limit), ``windows`` windows of at most ``window_s`` and
+    ``stages`` locust stages of ``stage_s`` can take by the plan, with ``overhead_s`` for each (a process to
+    start, a queue to drain)."""
+    return cold_s + windows * (window_s + overhead_s) + stages * (2 * stage_s + overhead_s) + 10
+
+
+def expiry_margin(began: float, ended: float, ttl: float) -> float:
+    """Seconds between the end of the last measurement (``ended``, monotonic) and the earliest moment an entry
+    filled since ``began`` (the cold start's start) can expire: ``began + ttl * (1 - TTL_JITTER)``. Positive:
+    no window met an expiry."""
+    return began + ttl * (1 - TTL_JITTER) - ended
+
+
 def flights_now(db_path: Path, routes: Sequence[Route]) -> dict[Route, int]:
     """The true ``flights`` count of each route, read from the database."""
     with FlightService(db_path, writable=True) as service:  # writable: the WAL needs it; nothing is written
         return {route: service.ask(route)["flights"] for route in routes}
-
-
-def _wrk(bench: Bench, server: Gunicorn, stream: str, seconds: int | None = None) -> dict:
-    """One wrk run on ``stream``, pinned to the generator's CPUs, with the counters before and after."""
-    before = counter_totals(server)
-    result = wrk.run_wrk(server.base_url, bench.paths[stream], seconds=seconds or bench.seconds,
-                         connections=max(bench.connections, 2 * server.workers), cpus=bench.placement.generator)
-    counts = delta(before, counter_totals(server))
-    return {"stream": stream, "workers": server.workers, **result.to_dict(), "non_2xx": result.non_2xx,
-            "socket_errors": result.socket_errors, "counters": counts, "hit_ratio": hit_ratio(counts),
-            "backend_qps": counts["backend_queries"] / result.seconds, "p50_ms": result.percentile_ms(50),
-            "p90_ms": result.percentile_ms(90), "p99_ms": result.percentile_ms(99)}
 
 
 # --------------------------------------------------------------------------- the grid of servers
@@ -198,7 +244,8 @@ def _wrk(bench: Bench, server: Gunicorn, stream: str, seconds: int | None = None
 @dataclass
 class Cell:
     """One server of the experiment: a cache mode at ``workers`` workers, with its own database copy, writer,
-    checker and query log; its cold start and windows are kept here as they are measured."""
+    checker and query log; its cold start and windows are kept here as they are measured, and ``positions``
+    holds, for each request stream, the line wrk sent last on this server (the next run goes on from there)."""
 
     name: str
     mode: str
@@ -211,6 +258,7 @@ class Cell:
     queries: QueryLog
     cold: dict | None = None
     windows: list = field(default_factory=list)
+    positions: dict = field(default_factory=dict)
 
     def staleness(self) -> dict:
         """What the checker saw in every window so far, judged against the writer's log."""
@@ -282,35 +330,86 @@ def per_key(queries: Sequence[tuple], by_worker: bool = False) -> dict:
     return out
 
 
-def cold_start(bench: Bench, cell: Cell, stream: str = "hot", max_seconds: int = 4) -> dict:
-    """wrk runs of one second from empty caches, no writes, for at least ``bench.cold_seconds`` and until a
-    second has at most two misses in 50 requests or more, or ``max_seconds`` have passed; every worker's
-    counters every 100 ms, and every backend query with its key and worker."""
+def _run_wrk(bench: Bench, cell: Cell, stream: str, seconds: int, **options) -> wrk.WrkResult:
+    """wrk on ``cell``'s ``stream`` from where the last run on it stopped, pinned to the generator's CPUs."""
+    result = wrk.run_wrk(cell.server.base_url, bench.paths[stream], seconds=seconds,
+                         connections=bench.connections_for(cell.mode, cell.workers), cpus=bench.placement.generator,
+                         start=cell.positions.get(stream, 0), **options)
+    if result.position is not None:
+        cell.positions[stream] = result.position
+    return result
+
+
+WARM_MISSES, WARM_REQUESTS = 2, 50
+"""A cache is warm once a second of its cold start had at most ``WARM_MISSES`` misses in ``WARM_REQUESTS``
+requests or more."""
+
+
+def _warm_now(samples: Sequence[dict], since: float) -> bool:
+    """Whether the last second of a :class:`Sampler`'s samples (at least ``since`` seconds in) was warm."""
+    if not samples or samples[-1]["t"] < since:
+        return False
+    last = samples[-1]
+    ago = next((s for s in reversed(samples) if last["t"] - s["t"] >= 1.0), None)
+    return ago is not None and last["misses"] - ago["misses"] <= WARM_MISSES \
+        and last["requests"] - ago["requests"] >= WARM_REQUESTS
+
+
+def cold_start(bench: Bench, cell: Cell, stream: str = "hot", max_seconds: int = 12) -> dict:
+    """One wrk run from empty caches, without writes, stopped once its last second had at most
+    :data:`WARM_MISSES` misses in :data:`WARM_REQUESTS` requests or more (after ``bench.cold_seconds`` at least),
+    or after ``max_seconds``; every worker's counters every 100 ms, and every backend query with its key and
+    worker."""
     cell.queries.read_new()  # nothing before the cold start counts
-    chunks = []
-    with Sampler(cell.server, cpus=bench.placement.generator) as sampler:
-        while True:
-            chunks.append(_wrk(bench, cell.server, stream, 1))
-            last = chunks[-1]["counters"]  # warm: a second of real work with (almost) no miss
-            warm = last["misses"] <= 2 and last["requests"] >= 50
-            if len(chunks) >= bench.cold_seconds and (len(chunks) >= max_seconds or warm):
-                break
+    before = counter_totals(cell.server)
+    started = time.monotonic()
+    warm = threading.Event()
+    with Sampler(cell.server, cpus=bench.placement.generator, start=started) as sampler:
+        def until() -> bool:
+            if _warm_now(sampler.samples, bench.cold_seconds):
+                warm.set()
+            return warm.is_set()
+
+        result = _run_wrk(bench, cell, stream, max_seconds, until=until)
+    seconds = time.monotonic() - started
     queries = cell.queries.read_new()
-    counts = {name: sum(c["counters"][name] for c in chunks) for name in COUNTERS}
-    requests = sum(c["requests"] for c in chunks)
-    cell.cold = {"seconds": len(chunks), "warm": warm, "requests": requests, "counters": counts,
-                 "hit_ratio": hit_ratio(counts), "requests_per_second": requests / sum(c["seconds"] for c in chunks),
-                 "non_2xx": sum(c["non_2xx"] for c in chunks),
-                 "socket_errors": sum(c["socket_errors"] for c in chunks), "chunks": chunks,
+    counts = delta(before, counter_totals(cell.server))
+    cell.cold = {"seconds": seconds, "warm": warm.is_set(), "requests": result.requests, "counters": counts,
+                 "hit_ratio": hit_ratio(counts), "requests_per_second": result.requests_per_second,
+                 "non_2xx": result.non_2xx, "errors": dict(result.errors), "run": result.to_dict(),
                  "series": sampler.samples, "queries_per_key": per_key(queries),
                  "queries_per_worker_and_key": [[pid, key, n] for (pid, key), n in
                                                 per_key(queries, by_worker=True).items()]}
     return cell.cold
 
 
+def empty_caches(bench: Bench, cells: Sequence[Cell]) -> None:
+    """Empty every cache of ``cells``, for a cold start measured again: each server's workers replaced by new ones
+    (:meth:`cachelab.servers.gunicorn.Gunicorn.replace_workers`: forked from a master whose caches nothing ever
+    filled), and each hot key deleted from the shared caches under the cell's prefix (the bench's own Redis and
+    memcached, keys named one by one)."""
+    from ..servers import memcached_client_for, redis_client_for
+
+    redis = redis_client_for(bench.redis.url)
+    try:
+        for cell in cells:
+            cell.server.replace_workers()
+            prefix = bench.settings(cell.mode, cell.name)["prefix"]
+            redis.delete(*(prefix + route.key() for route in bench.hot_routes))
+            if cell.mode == "memcached":
+                client = memcached_client_for([bench.memcached.address], prefix)
+                try:
+                    client.delete_many([route.key() for route in bench.hot_routes], noreply=False)
+                finally:
+                    client.close()
+    finally:
+        redis.close()
+
+
 def cold_starts(bench: Bench, cells: Sequence[Cell], stream: str = "hot", max_seconds: int = 12) -> dict[str, dict]:
-    """:func:`cold_start` of every cell of ``cells`` at once, each from a thread of its own (their misses share
-    the server CPUs, so each takes longer than alone; what each cache queried does not change)."""
+    """:func:`cold_start` of every cell of ``cells`` at once, each from a thread of its own. Their misses share
+    the server CPUs, so each takes longer than alone, and a shared cache's workers, slower to fill a key, can
+    miss it together more often (each such duplicate is counted)."""
     errors: list[BaseException] = []
 
     def one(cell: Cell) -> None:
@@ -334,6 +433,7 @@ def cold_starts(bench: Bench, cells: Sequence[Cell], stream: str = "hot", max_se
 def queries_per_write(writes: Sequence[tuple], queries: Sequence[tuple], end: float) -> list[dict]:
     """For each write ``(route, sent, committed)``, the backend queries of its route's key from the moment it
     was sent until the next write to the same route was sent, or ``end``: what that write cost the database."""
+    writes = sorted(writes, key=lambda w: w[1])
     out = []
     for i, (route, sent, _committed) in enumerate(writes):
         until = next((w[1] for w in writes[i + 1:] if w[0] == route), end)
@@ -345,11 +445,15 @@ def queries_per_write(writes: Sequence[tuple], queries: Sequence[tuple], end: fl
 
 def window(bench: Bench, cell: Cell, stream: str = "hot", *, seconds: int | None = None,
            writes: bool = True) -> dict:
-    """One measured window of ``cell``: a wrk run of ``seconds`` on ``stream`` with the cell's writer and
-    checker running (``writes=False``: without them), the server's counters every 100 ms, and the backend
-    queries of each write. Times are seconds from the window's start (monotonic clock)."""
+    """One measured window of ``cell``: a wrk run of ``seconds`` on ``stream`` (going on where the last run on
+    this server stopped) with the cell's writer and checker running (``writes=False``: without them), the
+    server's counters every 100 ms, and the backend queries of each write. Times are seconds from the window's
+    start (monotonic clock); ``wrk_s`` is when wrk ran, from the moment it was started to the end of its
+    duration."""
     cell.queries.read_new()  # what came before this window is not its own
     n_writes, n_checks = len(cell.writer.log), len(cell.checker.log)
+    n_late = len(cell.writer.lateness), len(cell.checker.lateness)
+    timeouts = cell.writer.timeouts + cell.checker.timeouts
     start = time.monotonic()
     with contextlib.ExitStack() as stack:
         if writes:
@@ -357,41 +461,70 @@ def window(bench: Bench, cell: Cell, stream: str = "hot", *, seconds: int | None
             stack.enter_context(cell.checker.running())
         before = counter_totals(cell.server)
         with Sampler(cell.server, cpus=bench.placement.generator, start=start) as sampler:
-            result = wrk.run_wrk(cell.server.base_url, bench.paths[stream], seconds=seconds or bench.seconds,
-                                 connections=max(bench.connections, 2 * cell.server.workers),
-                                 cpus=bench.placement.generator)
+            wrk_started = time.monotonic() - start
+            result = _run_wrk(bench, cell, stream, seconds or bench.seconds)
         after = counter_totals(cell.server)
     end = time.monotonic()
     queries = cell.queries.read_new()
     written = cell.writer.log[n_writes:]
     checks = cell.checker.log[n_checks:]
     stale = freshness.staleness(cell.base, cell.writer.log, checks)
+    lateness = cell.writer.lateness[n_late[0]:] + cell.checker.lateness[n_late[1]:]
     out = {"cell": cell.name, "mode": cell.mode, "workers": cell.workers, "stream": stream, "writes_on": writes,
-           "start": start, "end_s": end - start, **result.to_dict(),
-           "wrk_requests_per_second": result.requests_per_second,
+           "start": start, "end_s": end - start, "wrk_s": [wrk_started, wrk_started + result.seconds],
+           **result.to_dict(), "wrk_requests_per_second": result.requests_per_second, "corrected": result.corrected,
            "non_2xx": result.non_2xx, "socket_errors": result.socket_errors, "counters": delta(before, after),
            "p50_ms": result.percentile_ms(50), "p90_ms": result.percentile_ms(90), "p99_ms": result.percentile_ms(99),
-           "slots": [[s["t"], s["requests"], s["floor"], s["hits"], s["backend_queries"]] for s in sampler.samples],
+           "slots": [[s["t"], s["requests"], s["floor"], s["hits"], s["backend_queries"], s["local_hits"]]
+                     for s in sampler.samples],
            "writes": queries_per_write(written, queries, end), "checks": stale.checks, "stale": stale.stale,
+           "writes_per_second": len(written) / (end - start), "checks_per_second": len(checks) / (end - start),
+           "helper_late_ms_max": 1000 * max(lateness, default=0.0),
+           "helper_timeouts": cell.writer.timeouts + cell.checker.timeouts - timeouts,
            "writer_errors": len(cell.writer.errors), "checker_errors": len(cell.checker.errors)}
     out.update(settled(out, 0.0))
     cell.windows.append(out)
     return out
 
 
-def settled(win: dict, settle_s: float) -> dict:
-    """A window's figures from ``settle_s`` seconds after its start to the end of its wrk run, from its 100 ms
-    samples: answers served per second (``/delay`` answers, the checker's included, or ``/floor`` answers for
-    the floor stream), hit ratio, backend queries per second."""
+def _span(win: dict, settle_s: float) -> tuple[list, list]:
+    """The first sample at or after ``settle_s`` seconds into wrk's run, and the last sample before wrk stopped."""
     slots = win["slots"]
-    first = next((s for s in slots if s[0] >= settle_s), slots[-1])
-    last = slots[-1]
+    began, stopped = win.get("wrk_s", [0.0, slots[-1][0]])
+    inside = [s for s in slots if s[0] <= stopped] or slots[:1]
+    first = next((s for s in inside if s[0] >= began + settle_s), inside[-1])
+    return first, inside[-1]
+
+
+def settled(win: dict, settle_s: float) -> dict:
+    """A window's figures from ``settle_s`` seconds into wrk's run to the last 100 ms sample before wrk stopped:
+    answers served per second (``/delay`` answers, the checker's included, or ``/floor`` answers for the floor
+    stream), hit ratio, the share of hits answered from a worker's own memory, backend queries per second, and
+    how many of the service's own closed-loop cycles (``c / X``) the span held."""
+    first, last = _span(win, settle_s)
     span = last[0] - first[0]
     served = (last[2] - first[2]) if win["stream"] == "floor" else (last[1] - first[1])
-    requests = last[1] - first[1]
-    return {"settle_s": settle_s, "measured_s": span, "requests_per_second": served / span if span > 0 else 0.0,
-            "hit_ratio": (last[3] - first[3]) / requests if requests else 0.0,
-            "backend_qps": (last[4] - first[4]) / span if span > 0 else 0.0}
+    requests, hits = last[1] - first[1], last[3] - first[3]
+    local = (last[5] - first[5]) if len(last) > 5 else 0
+    rate = served / span if span > 0 else 0.0
+    return {"settle_s": settle_s, "measured_s": span, "requests_per_second": rate,
+            "hit_ratio": hits / requests if requests else 0.0, "local_share": local / hits if hits else 0.0,
+            "backend_qps": (last[4] - first[4]) / span if span > 0 else 0.0,
+            "cycles": span * rate / win["connections"] if win.get("connections") else 0.0}
+
+
+def halves(win: dict, settle_s: float) -> tuple[float, float]:
+    """The answers a second of the two halves of a window's counted span (:func:`settled`), split at the sample
+    nearest its middle."""
+    first, last = _span(win, settle_s)
+    col = 2 if win["stream"] == "floor" else 1
+    inside = [s for s in win["slots"] if first[0] <= s[0] <= last[0]]
+    mid = min(inside, key=lambda s: abs(s[0] - (first[0] + last[0]) / 2))
+
+    def rate(a, b):
+        return (b[col] - a[col]) / (b[0] - a[0]) if b[0] > a[0] else float("nan")
+
+    return rate(first, mid), rate(mid, last)
 
 
 def refill_sizes(windows: Sequence[dict]) -> list[float]:
@@ -415,26 +548,41 @@ def span_rate(win: dict, start: float, end: float) -> float:
     return (inside[-1][col] - inside[0][col]) / (inside[-1][0] - inside[0][0])
 
 
-def rotation_plan(units: Sequence, every_round: Sequence = (), *, rounds: int = 5,
-                  appearances: int | Sequence[int] = 3, seed: int = 2013) -> list[list]:
-    """Rounds of a rotation: each unit of ``units`` in ``appearances`` of the ``rounds`` (its appearances dealt
-    to the rounds in turn, so that each round holds as many units, give or take one), each of
-    ``every_round`` in all of them; each round in its own shuffled order (seeded). ``appearances`` may be one
-    number or one per unit. A pair (a tuple of units, taken one right after the other) is taken in the other
-    order in every other round, so that neither of its two comes always first."""
-    counts = [appearances] * len(units) if isinstance(appearances, int) else list(appearances)
-    if len(counts) != len(units) or not all(1 <= n <= rounds for n in counts):
-        raise ValueError("appearances must be between 1 and the number of rounds, one or one per unit")
-    out = [[] for _ in range(rounds)]
-    dealt = 0
-    for unit, n in zip(units, counts, strict=True):
-        for _ in range(n):
-            out[dealt % rounds].append(unit)
-            dealt += 1
-    for r, chosen in enumerate(out):
-        chosen += list(every_round)
-        chosen[:] = [u[::-1] if r % 2 and _is_group(u) else u for u in chosen]
+def window_seconds(probe: dict, *, cycles: int = CYCLES, longest: int = MAX_WINDOW_S) -> dict:
+    """The length of every window, from a probe of the slowest service (one :func:`window` of the uncached
+    one): the closed loop's cycle ``c / X`` (``c`` connections, ``X`` answers a second), then one cycle to
+    settle (every connection's first request, served from a queue filled at once), ``cycles`` cycles to count
+    and one 100 ms sample, in whole seconds (wrk's unit), at most ``longest`` (``fits`` says whether the rule
+    was met)."""
+    rate = probe["requests_per_second"]
+    cycle = probe["connections"] / rate if rate > 0 else float("inf")
+    need = SLOT_S + (1 + cycles) * cycle
+    seconds = max(1, min(longest, math.ceil(need - 1e-9))) if math.isfinite(need) else longest
+    return {"seconds": int(seconds), "cycle_s": cycle, "needed_s": need, "fits": need <= seconds,
+            "cycles": cycles, "probe_rps": rate, "connections": probe["connections"]}
+
+
+def rotation_plan(units: Sequence, *, rounds: int = 3, repeats: dict | None = None, seed: int = 2013) -> list[list]:
+    """Rounds of a rotation: every unit of ``units`` in every round (``repeats[unit]`` times in each, one by
+    default), each round in its own shuffled order (seeded): each unit is measured early, in the middle and
+    late in the run, and no unit's windows all fall in one part of it. A pair (a tuple of units, taken one
+    right after the other) is taken in the other order at each of its turns, so that neither of its two comes
+    always first."""
+    if rounds < 1:
+        raise ValueError("a rotation needs at least one round")
+    repeats = repeats or {}
+    out, turns = [], {}
+    for r in range(rounds):
+        chosen = []
+        for unit in units:
+            for _ in range(repeats.get(unit, 1)):
+                if _is_group(unit):
+                    turn = turns[unit] = turns.get(unit, -1) + 1
+                    chosen.append(unit[::-1] if turn % 2 else unit)
+                else:
+                    chosen.append(unit)
         random.Random(seed + r).shuffle(chosen)
+        out.append(chosen)
     return out
 
 
@@ -457,62 +605,105 @@ def run_rotation(bench: Bench, grid: Grid, plan_: Sequence[Sequence]) -> list[di
     return taken
 
 
-def settle_time(windows: Sequence[dict], *, tolerance: float = 0.1, slot: float = 0.1, max_s: float = 0.5) -> dict:
+def settle_time(windows: Sequence[dict], *, tolerance: float = 0.1, slot: float = SLOT_S,
+                latest: float = 0.5) -> dict:
     """How long the windows take to settle, read from their 100 ms samples.
 
-    Each window's rate in each 100 ms slot is divided by its rate over the window's second half (its settled
-    level); for each slot, the median of that ratio over all windows is the profile. The settle time is the
-    start of the first slot from which the profile stays within ``tolerance`` of 1, at most ``max_s``.
-    Returns ``{"settle_s", "profile": [[slot start, median ratio], ...], "windows"}``.
+    Counting a window from ``t`` seconds into wrk's run to its end gives a rate; divided by its server's level
+    (the median, over that server's windows, of their rate over the second half of the run: other windows than
+    this one among them), the median of that ratio over all windows, for each ``t`` a sample apart, is the
+    profile: what counting from ``t`` would report, as a share of the level. The settle time is the first ``t``
+    from which the profile stays within ``tolerance`` of 1 up to ``latest`` of the run's length; ``settled`` is
+    false when there is none (``settle_s`` is then ``latest`` of the length: the windows did not settle, and say
+    so). Counting to the end averages the bursts that come at a fixed rhythm (writes), which a 100 ms slot would
+    show as noise. Returns ``{"settle_s", "settled", "profile": [[t, median ratio], ...], "windows"}``.
     """
+    def run(win):
+        col = 2 if win["stream"] == "floor" else 1
+        began, stopped = win.get("wrk_s", [0.0, win["slots"][-1][0]])
+        inside = [(s[0] - began, s[col]) for s in win["slots"] if s[0] <= stopped]
+        return inside, stopped - began
+
+    def rate_from(inside, t):
+        first = next((x for x in inside if x[0] >= t), None)
+        last = inside[-1]
+        return (last[1] - first[1]) / (last[0] - first[0]) if first and last[0] > first[0] else None
+
+    levels: dict = {}
+    for win in windows:
+        inside, length = run(win)
+        level = rate_from(inside, length / 2)
+        if level:
+            levels.setdefault((win["cell"], win["stream"]), []).append(level)
+    level = {k: statistics.median(v) for k, v in levels.items()}
+    length = min((run(w)[1] for w in windows), default=0.0)
     ratios: dict[int, list[float]] = {}
     for win in windows:
-        col = 2 if win["stream"] == "floor" else 1
-        slots = win["slots"]
-        end = slots[-1][0]
-        half = next((s for s in slots if s[0] >= end / 2), None)
-        if half is None or end - half[0] <= 0 or slots[-1][col] == half[col]:
+        ref = level.get((win["cell"], win["stream"]))
+        if not ref:
             continue
-        level = (slots[-1][col] - half[col]) / (end - half[0])
-        for a, b in zip(slots, slots[1:], strict=False):
-            if b[0] - a[0] <= 0 or a[0] >= end / 2:
-                continue
-            ratios.setdefault(round(a[0] / slot), []).append((b[col] - a[col]) / (b[0] - a[0]) / level)
+        inside, _ = run(win)
+        for i in range(int(latest * length / slot + 1e-9) + 1):
+            rate = rate_from(inside, i * slot)
+            if rate is not None:
+                ratios.setdefault(i, []).append(rate / ref)
     profile = [[i * slot, statistics.median(v)] for i, v in sorted(ratios.items())]
-    settle = max_s
+    settle, ok = latest * length, False
     for j, (t, _) in enumerate(profile):
         if all(abs(r - 1) <= tolerance for _, r in profile[j:]):
-            settle = min(t, max_s)
+            settle, ok = t, True
             break
-    return {"settle_s": settle, "profile": profile, "windows": len(windows)}
+    return {"settle_s": settle, "settled": ok, "profile": profile, "windows": len(windows), "tolerance": tolerance,
+            "latest_s": latest * length}
+
+
+def interval(values: Sequence[float]) -> dict:
+    """The median of ``values`` and the sign test's interval for it, with its coverage (3 windows: the lowest and
+    highest, a 75% interval; 6: 97%)."""
+    values = list(values)
+    if len(values) == 1:
+        return {"median": values[0], "low": values[0], "high": values[0], "coverage": 0.0}
+    med, low, high, coverage = sign_interval(values)
+    return {"median": med, "low": low, "high": high, "coverage": coverage}
 
 
 def summary(windows: Sequence[dict], key: str = "requests_per_second") -> dict:
-    """The median of ``key`` over ``windows``, with the lowest and highest, and every value."""
+    """The median of ``key`` over ``windows``, with the sign test's interval for it and its coverage
+    (:func:`interval`), and every value."""
     values = [w[key] for w in windows]
     if not values:
         raise ValueError("no windows to summarise")
-    return {"median": statistics.median(values), "low": min(values), "high": max(values), "values": values}
+    return {**interval(values), "values": values}
+
+
+P99_MIN_REQUESTS = 100
+"""A window's p99 is shown only when it answered at least this many requests (fewer, and it is its maximum)."""
 
 
 def table(groups: dict[str, Sequence[dict]]) -> str:
-    """One line per group of windows: answers a second (median, lowest and highest), and the medians of the
-    hit ratio, backend queries a second, backend queries per write (where there were writes) and wrk's p50 and
-    p99."""
-    lines = [f"{'server':<18}{'windows':>8}{'answers/s':>10}{'[range]':>16}{'hit ratio':>11}{'DB q/s':>8}"
-             f"{'q/write':>9}{'p50 ms':>8}{'p99 ms':>8}"]
+    """One line per group of windows: answers a second (median, and the interval :func:`summary` gives it, with
+    its coverage), and the medians of the hit ratio, backend queries a second, backend queries per write (not for
+    the uncached service, where every request is a query), writes a second, and wrk's p50 and p99 (the p99 over
+    the windows that answered :data:`P99_MIN_REQUESTS` requests or more)."""
+    lines = [f"{'server':<16}{'windows':>8}{'answers/s':>10}{'  interval (coverage)':<24}{'hit ratio':>10}"
+             f"{'DB q/s':>8}{'q/write':>8}{'writes/s':>9}{'p50 ms':>8}{'p99 ms':>8}"]
     for name, wins in groups.items():
         rate = summary(wins)
         per_write = [wr["queries"] for w in wins for wr in w.get("writes", [])]
+        uncached = all(w.get("mode") == "none" for w in wins)
+        enough = [w["p99_ms"] for w in wins if w["requests"] >= P99_MIN_REQUESTS]
 
         def med(key, wins=wins):
             return statistics.median(w[key] for w in wins)
 
-        span = f"[{rate['low']:,.0f} - {rate['high']:,.0f}]"
-        lines.append(f"{name:<18}{len(wins):>8}{rate['median']:>10,.0f}{span:>16}"
-                     f"{med('hit_ratio'):>11.1%}{med('backend_qps'):>8.1f}"
-                     f"{(f'{statistics.mean(per_write):.2f}' if per_write else '-'):>9}{med('p50_ms'):>8.1f}"
-                     f"{med('p99_ms'):>8.1f}")
+        span = f"  {rate['low']:,.0f} - {rate['high']:,.0f} ({rate['coverage']:.0%})"
+        writes = statistics.median(w.get("writes_per_second", 0.0) for w in wins) if any(
+            w.get("writes_on") for w in wins) else None
+        lines.append(f"{name:<16}{len(wins):>8}{rate['median']:>10,.0f}{span:<24}{med('hit_ratio'):>10.1%}"
+                     f"{med('backend_qps'):>8.1f}"
+                     f"{(f'{statistics.mean(per_write):.2f}' if per_write and not uncached else '-'):>8}"
+                     f"{(f'{writes:.1f}' if writes is not None else '-'):>9}{med('p50_ms'):>8.1f}"
+                     f"{(f'{statistics.median(enough):.1f}' if enough else '-'):>8}")
     return "\n".join(lines)
 
 
@@ -537,6 +728,26 @@ def median_window(windows: Sequence[dict], key: str = "requests_per_second") -> 
     return {**ordered[(len(ordered) - 1) // 2], "repeats": list(windows)}
 
 
+def retake(lab, statement: str, taken: dict[str, list], bench: Bench, grid: Grid, units: dict[str, tuple], *,
+           rounds: int = 3, per_round: int = 1, paired: bool = False, settle_s: float = 0.0) -> dict[str, list]:
+    """The windows a claim is judged from: ``taken`` (the rotation's, by label), or, when ``statement`` is being
+    judged again (a claim not shown is measured again under ``CACHELAB_CLAIMS=strict`` by executing its cell
+    again), new windows of the units it compares alone (``units``: label to ``(cell name, stream, writes,
+    seconds)``): ``rounds`` rounds of ``per_round`` each, in a shuffled order (taken in turn, as pairs, when
+    ``paired``), each counted from ``settle_s``. A retry measures what the claim needs, not the whole rotation."""
+    if lab.claims.attempt_of(statement) == 1:
+        return {label: taken[label] for label in units}
+    labels = list(units)
+    group = tuple(units[label] for label in labels)
+    chosen = [group] if paired else list(group)
+    plan_ = rotation_plan(chosen, rounds=rounds, repeats={unit: per_round for unit in chosen})
+    out: dict[str, list] = {label: [] for label in labels}
+    for win in run_rotation(bench, grid, plan_):
+        win.update(settled(win, settle_s))
+        out[next(lb for lb in labels if tuple(units[lb][:2]) == (win["cell"], win["stream"]))].append(win)
+    return out
+
+
 def validation_record(bench: Bench, grid: Grid, steady: dict[str, Sequence[dict]], *, workers: int,
                       window_s: float, settle_s: float) -> dict:
     """What a model must predict to be checked against this run: the set-up (workers, server CPUs, wrk's
@@ -556,8 +767,9 @@ def validation_record(bench: Bench, grid: Grid, steady: dict[str, Sequence[dict]
                             "requests_per_second_median": statistics.median(rates), "backend_qps": queries,
                             "backend_qps_median": statistics.median(queries),
                             "hit_ratio": [w["hit_ratio"] for w in wins],
-                            "writes_per_second": [len(w["writes"]) / w["end_s"] for w in wins],
-                            "queries_per_write": [wr["queries"] for w in wins for wr in w["writes"]]}
+                            "writes_per_second": [w["writes_per_second"] for w in wins],
+                            "queries_per_write": [wr["queries"] for w in wins for wr in w["writes"]],
+                            "connections": bench.connections_for(cell.mode, cell.workers)}
     return {"workers": workers, "server_cpus": len(bench.placement.servers or bench.placement.cpus),
             "connections": bench.connections,
             "stream": {"kind": "zipf", "keys": len(bench.hot_routes), "alpha": workload.STANDARD_ALPHA,
@@ -566,46 +778,83 @@ def validation_record(bench: Bench, grid: Grid, steady: dict[str, Sequence[dict]
             "written_routes": [r.key() for r in bench.written_routes], "write_rate_offered": bench.write_rate,
             "check_rate_offered": bench.check_rate, "ttl_s": bench.ttl, "local_ttl_s": bench.local_ttl,
             "window_s": window_s, "settle_s": settle_s,
-            "throughput_counts": "answers of /delay a second, wrk's and the checker's, from settle_s to the end",
+            "throughput_counts": "answers of /delay a second, wrk's and the checker's, from settle_s into wrk's run "
+                                 "to the last 100 ms sample before it stopped",
             "modes": modes}
 
 
 # --------------------------------------------------------------------------- paced users, and fork
 
-def sweep(bench: Bench, cell: Cell, rates: Sequence[float], *, seconds: float, interval: float,
-          stream: str = "hot") -> dict:
-    """Paced locust users offering each of ``rates`` for ``seconds`` to ``cell``, its writer and checker
-    stopped (the offered rate is then all the load), locust pinned to the generator's CPUs."""
-    before = counter_totals(cell.server)
-    stages = paced.run_paced(cell.server.base_url, bench.paths[stream], rates, seconds=seconds,
-                             min_interval=interval, cpus=bench.placement.generator)
-    counts = delta(before, counter_totals(cell.server))
-    return {"cell": cell.name, "workers": cell.workers, "stages": [s.to_dict() for s in stages], "counters": counts,
-            "hit_ratio": hit_ratio(counts)}
+def sweep(bench: Bench, stages: Sequence[tuple[Cell, float]], *, seconds: float, stream: str = "hot",
+          seed: int = 2013) -> list[dict]:
+    """locust's open loop (:func:`cachelab.load.paced.run_paced`): each ``(cell, rate)`` of ``stages`` offered for
+    ``seconds``, in a shuffled order (seeded), each stage on an idle server, with every writer and checker
+    stopped (the offered rate is then all the load), locust pinned to the generator's CPUs. Returns one dict a
+    stage, in the order of ``stages``, with the stage's ``cell``, its place in the run (``order``) and the
+    counters of its server over the whole run."""
+    order = list(range(len(stages)))
+    random.Random(seed).shuffle(order)
+    cells = {cell.name: cell for cell, _ in stages}
+    before = {name: counter_totals(cell.server) for name, cell in cells.items()}
+    ran = paced.run_paced(stages[0][0].server.base_url, bench.paths[stream], [stages[i][1] for i in order],
+                          seconds=seconds, hosts=[stages[i][0].server.base_url for i in order],
+                          cpus=bench.placement.generator)
+    counts = {name: delta(before[name], counter_totals(cell.server)) for name, cell in cells.items()}
+    out: list = [None] * len(stages)
+    for place, (i, stage) in enumerate(zip(order, ran, strict=True)):
+        cell = stages[i][0]
+        out[i] = {**stage.to_dict(), "cell": cell.name, "mode": cell.mode, "workers": cell.workers, "order": place,
+                  "server_counters": counts[cell.name]}
+    return out
 
 
 FORK_CONFIGS = {
-    "none, preload": {"mode": "none"},
-    "lru, preload": {"mode": "lru", "warm": True},
-    "lru, preload, gc.freeze": {"mode": "lru", "warm": True, "gc_freeze": True},
-    "lru, preload, filled after the fork": {"mode": "lru", "warm_in_worker": True},
+    "no cache, query in the master": {"mode": "none", "warm": True},
+    "lru, filled in the master": {"mode": "lru", "warm": True},
+    "lru, filled in the master, gc.freeze": {"mode": "lru", "warm": True, "gc_freeze": True},
+    "no cache, query in each worker": {"mode": "none", "warm_in_worker": True},
+    "lru, filled in each worker": {"mode": "lru", "warm_in_worker": True},
 }
-"""The servers of :func:`measure_fork`, every one with ``--preload`` (the code imported once, shared)."""
+"""The servers of :func:`measure_fork`, every one with ``--preload`` (the code imported once, shared). The query
+that fills a cache (every answer from one ``GROUP BY``) runs in the master before the fork or in each worker
+after it; each cached server has a twin without a cache that runs the same query in the same process and drops
+its answers, so that what the query leaves behind (SQLite's page cache, the allocator's freed blocks) is on both
+sides of a comparison."""
 
 
-def measure_fork(bench: Bench, workers: int, seconds: int = 2) -> dict:
+def _collect_everywhere(server: Gunicorn, attempts: int = 30) -> set[int]:
+    """Send ``/gc`` requests, a batch of two a worker at a time, until every worker of ``server`` has run a full
+    collection (each answer names its pid), at most ``attempts`` batches; returns the pids that did."""
+    pids, done = set(server.worker_pids()), set()
+
+    def one(_):
+        with urllib.request.urlopen(server.url("/gc"), timeout=10) as response:  # noqa: S310 - our own server
+            return json.loads(response.read())["pid"]
+
+    with ThreadPoolExecutor(2 * len(pids)) as pool:
+        for _ in range(attempts):
+            done |= set(pool.map(one, range(2 * len(pids))))
+            if pids <= done:
+                break
+    return done & pids
+
+
+def measure_fork(bench: Bench, workers: int, seconds: int = 1) -> dict:
     """Each worker's memory (``/proc/<pid>/smaps_rollup``) in the servers of :data:`FORK_CONFIGS`, all with
-    gunicorn's ``--preload``: ``none`` (no cache, the baseline); ``lru`` warmed with every answer (one ``GROUP
-    BY`` query) in the master before the fork, so that the workers start with the master's pages, shared
-    copy-on-write; the same with the recipe of Python's ``gc.freeze`` docs; and the control, the same
-    preloaded code with the cache filled in each worker after the fork (its own, nothing shared to copy).
+    gunicorn's ``--preload``: the ``lru`` cache filled in the master before the fork (its pages shared
+    copy-on-write by the workers), the same with the recipe of Python's ``gc.freeze`` docs, the same filled in
+    each worker after the fork (its own, nothing shared to copy: the control), and a twin without a cache for
+    each place the query ran.
 
-    Every server first answers a second of ``/floor`` (each worker has run the HTTP path once, so that the
-    pages that costs are counted before, not after), then ``"before"`` is read; the ``lru`` servers then
-    answer ``seconds`` of requests for every route (stream ``"all"``, the same sequence for each), and
-    ``"after"`` is read. The servers start side by side, then are pinned to the server CPUs.
+    Every server first answers a second of ``/floor`` (each worker has run the HTTP path, so that the pages that
+    costs are counted before, not after), all side by side, then ``"before"`` is read. The ``lru`` servers then
+    answer ``seconds`` of requests for every route in turn (stream ``"all"``, the three side by side: each gets
+    about as many), ``"read"`` is read; then every worker runs a full collection (``/gc``, as it would sooner or
+    later on its own), and ``"collected"`` is read. Each worker is one sample: ``{"pid", "uss", "requests"}``
+    (its private memory in bytes, the requests it had answered). The servers start side by side, then are
+    pinned to the server CPUs.
     """
-    servers = {}
+    servers: dict[str, Gunicorn] = {}
     try:
         for name, config in FORK_CONFIGS.items():
             settings = {**bench.settings(config["mode"], "fork"), "warm": config.get("warm", False),
@@ -616,23 +865,61 @@ def measure_fork(bench: Bench, workers: int, seconds: int = 2) -> dict:
             server.wait_ready(60)
             if bench.placement.servers:
                 server.pin(bench.placement.servers)
-        out = {}
+
+        def side_by_side(names, stream):
+            with ThreadPoolExecutor(len(names)) as pool:
+                runs = pool.map(lambda n: wrk.run_wrk(servers[n].base_url, bench.paths[stream], seconds=seconds,
+                                                      connections=bench.connections, cpus=bench.placement.generator),
+                                names)
+                return dict(zip(names, runs, strict=True))
+
+        def read(server):
+            counts = server.counters()
+            return [{"pid": pid, "uss": (m or {}).get("uss"), "requests": counts.get(pid, {}).get("requests", 0)}
+                    for pid, m in sorted(server.memory().items())]
+
+        floor = side_by_side(list(servers), "floor")
+        out = {name: {**FORK_CONFIGS[name], "workers": workers, "floor_run": floor[name].to_dict(),
+                      "before": read(server), "stats": server.get_json("/stats")} for name, server in servers.items()}
+        cached = [name for name in servers if FORK_CONFIGS[name]["mode"] == "lru"]
+        runs = side_by_side(cached, "all")
+        for name in cached:
+            out[name]["run"] = runs[name].to_dict()
+            out[name]["read"] = read(servers[name])
+            out[name]["collected_in"] = sorted(_collect_everywhere(servers[name]))
+            out[name]["collected"] = read(servers[name])
         for name, server in servers.items():
-            found = {"floor_run": _wrk(bench, server, "floor", 1), "before": list(server.memory().values()),
-                     "stats": server.get_json("/stats")}
-            if FORK_CONFIGS[name]["mode"] == "lru":
-                found["run"] = _wrk(bench, server, "all", seconds)
-                found["after"] = list(server.memory().values())
-            found["master"] = process_memory(server.pid)
-            out[name] = {**FORK_CONFIGS[name], "workers": workers, **found}
+            out[name]["master"] = process_memory(server.pid)
         return out
     finally:
         with contextlib.suppress(Exception):
             stop_all(servers.values())
 
 
+def cache_bytes(db_path: str | None = None) -> int:
+    """The bytes of an ``lru`` mode's cache holding every answer, measured with ``tracemalloc`` in this process: a
+    :class:`cachelab.webapp.FlightApp` in mode ``lru`` warmed as a preloading master warms it (one ``GROUP BY``
+    query, every answer stored), the memory still allocated afterwards less what was allocated before (the
+    query's own working memory is freed by then, so it is not counted)."""
+    import gc
+    import tracemalloc
+
+    from ..webapp import FlightApp, Settings
+
+    app = FlightApp(Settings(mode="lru", db_path=db_path))
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        app.warm()
+        gc.collect()
+        return tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+
+
 def model_costs(lab=None) -> dict:
-    """The two throughputs the model of notebook 07 (section 10) takes: ``x_hit``, requests per second when every
+    """The two throughputs the model of notebook 07 (section 9) takes: ``x_hit``, requests per second when every
     request is a Redis hit, and ``x_miss``, when none is (the uncached service), at ``workers`` workers.
 
     From this run when the notebook has measured them (``lab.results``), else from its last saved run, else from

@@ -6,8 +6,10 @@ that moment must see it. A read whose ``flights`` is lower is **stale**, and its
 since the first write it misses was committed. Reads sent while a write is in flight are judged
 only against the writes committed before they were sent.
 
-:class:`Writer` and :class:`Checker` send a request every ``1/rate`` seconds, on schedule, from a background
-thread while their :meth:`~_Paced.running` block lasts; :func:`staleness` compares their logs.
+:class:`Writer` and :class:`Checker` send a request every ``1/rate`` seconds, on schedule, while their
+:meth:`~_Paced.running` block lasts: an open loop, each request sent from a small pool of threads at its due
+time whatever the previous answers do, so that a slow server gets the same writes and reads as a fast one.
+:func:`staleness` compares their logs.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from .wrk import route_path
@@ -29,38 +32,59 @@ TIMEOUT = 5.0  # seconds for one request of the writer or the checker
 
 
 class _Paced:
-    """Calls :meth:`once` ``rate`` times a second, on schedule, in a background thread while :meth:`running`.
+    """Sends :meth:`once` ``rate`` times a second, on schedule, while :meth:`running`: an open loop.
 
-    With ``cpus``, that thread runs on those CPUs only (on Linux, ``os.sched_setaffinity(0, ...)`` in a thread
-    pins that thread alone): the notebook keeps its helpers off the CPUs of the server it measures.
+    A scheduler thread hands each request, at its due time, to a pool of ``concurrency`` threads, so that a
+    slow answer does not hold the next request back (unless ``concurrency`` requests are all still waiting:
+    then the next one leaves late, and :attr:`lateness` says by how much). With ``cpus``, every one of these
+    threads runs on those CPUs only (on Linux, ``os.sched_setaffinity(0, ...)`` in a thread pins that thread
+    alone): the notebook keeps its helpers off the CPUs of the server it measures.
     """
 
-    def __init__(self, base_url: str, routes: Sequence, rate: float, cpus: Sequence[int] | None = None):
+    def __init__(self, base_url: str, routes: Sequence, rate: float, cpus: Sequence[int] | None = None,
+                 concurrency: int = 16):
         if not routes:
             raise ValueError("routes must not be empty")
         if not rate > 0:
             raise ValueError("rate must be positive")
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
         self.base_url, self.routes, self.rate = base_url, list(routes), float(rate)
         self.cpus = tuple(cpus) if cpus else None
+        self.concurrency = int(concurrency)
         self.log: list = []
         self.errors: list = []
+        self.timeouts = 0  # requests that got no answer within TIMEOUT (also listed in errors)
+        self.lateness: list[float] = []  # seconds between each request's due time and its send
         self._i = 0
+        self._lock = threading.Lock()
+
+    def _send(self, route, due: float) -> None:
+        self.lateness.append(time.monotonic() - due)
+        try:
+            self.once(route)
+        except (OSError, ValueError) as exc:  # a refused or slow request is a result, not a crash
+            with self._lock:
+                self.timeouts += isinstance(exc, TimeoutError) or "timed out" in str(exc)
+            self.errors.append(repr(exc))
 
     def _loop(self, halt: threading.Event) -> None:
         pin_this_thread(self.cpus)
-        start, n = time.monotonic(), 0
-        while not halt.is_set():
-            try:
-                self.once(self.routes[self._i % len(self.routes)])
-            except (OSError, ValueError) as exc:  # a refused or slow request is a result, not a crash
-                self.errors.append(repr(exc))
-            self._i += 1
-            n += 1
-            halt.wait(max(0.0, start + n / self.rate - time.monotonic()))
+        pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"cachelab-{type(self).__name__}",
+                                  initializer=pin_this_thread, initargs=(self.cpus,))
+        try:
+            start, n = time.monotonic(), 0
+            while not halt.wait(max(0.0, start + n / self.rate - time.monotonic())):
+                pool.submit(self._send, self.routes[self._i % len(self.routes)], start + n / self.rate)
+                self._i += 1
+                n += 1
+        finally:  # the requests already sent finish; those still waiting for a thread are never sent
+            pool.shutdown(wait=True, cancel_futures=True)
 
     @contextlib.contextmanager
     def running(self) -> Iterator[_Paced]:
-        """Run in the background for the length of the block (its log goes on from the previous block)."""
+        """Run in the background for the length of the block (its log goes on from the previous block); on
+        leaving, wait for the requests already sent (each at most ``TIMEOUT``)."""
         halt = threading.Event()
         thread = threading.Thread(target=self._loop, args=(halt,), daemon=True, name=f"cachelab-{type(self).__name__}")
         thread.start()

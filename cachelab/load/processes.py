@@ -11,6 +11,17 @@ from collections.abc import Mapping, Sequence
 from ..servers.managed import child_setup
 
 
+def start_pinned(command: Sequence[str], *, cpus: Sequence[int] | None = None, env: Mapping[str, str] | None = None,
+                 cwd: str | os.PathLike | None = None) -> subprocess.Popen:
+    """Start ``command`` on ``cpus`` (like ``taskset``), in its own process group, in ``cwd``, its output piped;
+    on Linux it dies with this process. :func:`finish` waits for it."""
+    cpus = tuple(cpus) if cpus else None
+    return subprocess.Popen(list(command), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env=dict(env) if env is not None else None, cwd=cwd,
+                            preexec_fn=child_setup(cpus, signal.SIGKILL))
+
+
 def run_pinned(command: Sequence[str], *, cpus: Sequence[int] | None = None, timeout: float,
                env: Mapping[str, str] | None = None,
                cwd: str | os.PathLike | None = None) -> subprocess.CompletedProcess:
@@ -19,11 +30,13 @@ def run_pinned(command: Sequence[str], *, cpus: Sequence[int] | None = None, tim
     Past ``timeout`` seconds the whole group is killed and ``subprocess.TimeoutExpired`` raised; a
     non-zero exit raises ``subprocess.CalledProcessError``. On Linux the child also dies with this process.
     """
-    cpus = tuple(cpus) if cpus else None
-    process = subprocess.Popen(list(command), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True,
-                               env=dict(env) if env is not None else None, cwd=cwd,
-                               preexec_fn=child_setup(cpus, signal.SIGKILL))
+    return finish(start_pinned(command, cpus=cpus, env=env, cwd=cwd), timeout=timeout)
+
+
+def finish(process: subprocess.Popen, *, timeout: float) -> subprocess.CompletedProcess:
+    """Wait for a process of :func:`start_pinned`: its output, or, past ``timeout`` seconds, its whole group
+    killed and ``subprocess.TimeoutExpired`` raised; a non-zero exit raises ``subprocess.CalledProcessError``."""
+    command = process.args
     try:
         stdout, stderr = process.communicate(timeout=timeout)
     except BaseException:

@@ -1,9 +1,10 @@
 -- wrk script of cachelab (notebook 07): request paths taken in order from a stream file, one path a line
 -- (the standard Zipf stream, written by cachelab.load.wrk). Usage:
---   wrk -t1 -c8 -d2s -s zipf_paths.lua http://127.0.0.1:PORT -- PATHS_FILE [THREADS]
--- Each thread starts at its own place in the stream and cycles through it. done() prints one line,
--- "cachelab-wrk " followed by JSON: the run's counts and errors, and percentiles of wrk's own latency
--- histogram in microseconds.
+--   wrk -t1 -c8 -d2s -s zipf_paths.lua http://127.0.0.1:PORT -- PATHS_FILE [THREADS] [START]
+-- Thread i starts at line START + i * lines / THREADS (START 0 by default) and cycles through the stream, so
+-- that a run can go on where the previous run on the same server stopped. done() prints one line,
+-- "cachelab-wrk " followed by JSON: the run's counts and errors, percentiles of wrk's own latency histogram in
+-- microseconds, and "position": the line the first thread sent last (a next run's START, to go on from there).
 
 local threads = {}
 
@@ -19,7 +20,8 @@ function init(args)  -- in each thread's own state
   end
   prepared = lines
   local nthreads = tonumber(args[2]) or 1
-  position = math.floor(id * #prepared / nthreads)
+  local start = tonumber(args[3]) or 0
+  position = (start + math.floor(id * #prepared / nthreads)) % #prepared  -- the line sent last: none yet
 end
 
 function request()
@@ -35,7 +37,7 @@ function done(summary, latency, requests)
   local e = summary.errors
   local parts = {
     '"requests":' .. number(summary.requests), '"duration_us":' .. number(summary.duration),
-    '"bytes":' .. number(summary.bytes),
+    '"bytes":' .. number(summary.bytes), '"position":' .. number(threads[1]:get("position") or 0),
     '"errors":{"connect":' .. number(e.connect) .. ',"read":' .. number(e.read) .. ',"write":' ..
       number(e.write) .. ',"status":' .. number(e.status) .. ',"timeout":' .. number(e.timeout) .. '}',
     '"latency_us":{"min":' .. number(latency.min) .. ',"max":' .. number(latency.max) .. ',"mean":' ..

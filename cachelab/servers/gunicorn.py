@@ -246,6 +246,24 @@ class Gunicorn:
                     time.sleep(0.01)
             time.sleep(0.01)
 
+    def replace_workers(self, timeout: float = READY_TIMEOUT) -> Gunicorn:
+        """Replace every worker by a new one: SIGTERM to each (a graceful exit), which the master answers by
+        forking a new worker in its place, as it does for any worker that exits. A new worker starts from the
+        master's memory: with ``--preload``, whatever the master built, its caches as they were before any
+        request. Returns when ``workers`` new workers are ready."""
+        old = set(self.worker_pids())
+        for pid in old:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + arguments.number("timeout", timeout, positive=True)
+        while time.monotonic() < deadline:
+            live = set(self.worker_pids())
+            if not live & old and len(live) >= self.workers and len(self.counters()) >= self.workers:
+                return self
+            time.sleep(0.02)
+        raise GunicornError(f"gunicorn did not replace its {len(old)} worker(s) within {timeout:g} s:\n"
+                            f"{self.log_tail()}")
+
     def stop(self, graceful: float = GRACEFUL_SECONDS) -> None:
         """SIGTERM to the master, SIGKILL to the group after ``graceful`` seconds; then nothing is left."""
         if self in _RUNNING:
