@@ -37,7 +37,8 @@ def _print_summary(outcomes) -> None:
             print(f"  {name}: {line}")
     from ..results import available, load
 
-    for name in reversed(available()):  # the guide is the notebook whose results carry the ladder table
+    current = {p.stem for p in paths.notebooks_dir().glob("[0-9][0-9]_*.ipynb")}  # not a renamed notebook's old results
+    for name in reversed([n for n in available() if n in current]):  # the guide's results carry the ladder table
         with contextlib.suppress(Exception):
             table = load(name).values.get("ladder_table")
             if table:
