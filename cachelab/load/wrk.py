@@ -13,7 +13,7 @@ What to know when reading wrk's figures (wrk 4, ``src/wrk.c`` and ``src/stats.c`
 * the histogram has 1 µs buckets up to the ``--timeout``; a slower answer counts as a timeout error;
 * before the percentiles are taken, wrk "corrects" for coordinated omission (``stats_correct``): with the
   interval ``runtime / (requests / connections)`` (integer division: a run of fewer requests than
-  connections is not corrected at all), every latency of at least twice that interval adds synthetic
+  connections is not corrected at all), every latency of more than twice that interval adds synthetic
   samples below it, one per interval. The interval is the one the closed loop itself achieved, not an
   offered rate, so this does not turn wrk into an open-loop generator (for latency against offered rate,
   see :mod:`cachelab.load.paced`); and a run with a few requests per connection gets no synthetic sample,
