@@ -789,14 +789,14 @@ def measured_in(loaded: Mapping, *, entry_bytes: Mapping[str, float] | None = No
     ``query_ns`` come from the notebook that calls this: labelled ``here``. ``sources`` maps a notebook to
     the label of where its results come from (default ``"this run"``).
     """
-    from .ladder import entries
+    from .ladder import entries, entry_label
 
     label = dict(sources or {})
     ladder, origin = {}, {}
     for notebook, saved in loaded.items():
         for (step, kind), timing in entries(saved).items():
             if (step, kind) not in ladder:
-                ladder[step, kind], origin[step, kind] = timing, label.get(notebook, "this run")
+                ladder[step, kind], origin[step, kind] = timing, entry_label(label, notebook, f"{step} ({kind})")
 
     def timing(step, kind="hit"):
         return ladder.get((step, kind))

@@ -4,7 +4,8 @@ Each notebook of the series records the cost of ONE answer of the flight service
 ``lab.record(timing, ladder="<step>", kind="hit"|"miss")`` and the hit ratio it reaches on its stream as
 ``lab.results.put("hit_ratio:<step>", value)``. This module reads those entries by their metadata (never
 by timing names), checks that every step is there and that they all come from the run going on
-(:func:`series_results`, which falls back to the committed reference run, saying so), and turns them into:
+(:func:`series_results`, which falls back to the committed reference run, saying so, for a notebook this run
+lacks or for an entry one lacks), and turns them into:
 
 * :func:`collect`: the rungs of the ladder, in order, each a :class:`Rung` holding its :class:`Timing`;
 * :func:`ladder_table`: a plain-text table (step, hit/miss, median, p10-p90, speedup over recomputing);
@@ -18,8 +19,9 @@ from another run raise :class:`ResultsStale`. The decision guide that reads the 
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from . import results as _results
 from .timing import Timing, format_ns
@@ -45,6 +47,11 @@ LADDER_NOTEBOOKS: tuple[str, ...] = tuple(dict.fromkeys(nb for _, _, nb in EXPEC
 # 09 (HTTP caching, and the HTTP stack's cost the validation against 07 needs).
 SERIES: tuple[str, ...] = tuple(sorted({*LADDER_NOTEBOOKS, "07_web_service_under_load", "09_http_and_frameworks"}))
 BASELINE = ("recompute", "miss")
+# The values 10 reads that a notebook may not save: computed only in a Going deeper section, which a reader may
+# skip, or skipped on a server without room for the replay. A run that lacks one takes it from the reference run
+# (as it does a missing rung of EXPECTED), labelled.
+OPTIONAL_VALUES: tuple[tuple[str, str], ...] = (
+    ("hit_ratio:memcached", "05_memcached"), ("hit_ratio:redis", "06_redis"), ("hit_ratio:near cache", "06_redis"))
 KIND_COLORS = {"hit": "#4C72B0", "miss": "#DD8452"}
 
 
@@ -161,6 +168,13 @@ def ladder_rows(rungs: Sequence[Rung]) -> list[dict]:
             for r in rungs]
 
 
+def entry_label(sources: Mapping[str, str], notebook: str, entry: str) -> str:
+    """Where one entry of ``notebook`` comes from (``entry``: a rung's label, ``"redis (hit)"``, or a value's key,
+    ``"hit_ratio:redis"``), read from ``sources`` (:meth:`SeriesResults.labels`): the entry's own label when it
+    was taken from the reference run, else its notebook's."""
+    return sources.get(f"{notebook}/{entry}", sources.get(notebook, "this run"))
+
+
 def _speedup_text(factor: float) -> str:
     return f"{factor:,.0f}x" if factor >= 10 else f"{factor:.2g}x"
 
@@ -179,7 +193,8 @@ def ladder_table(rungs: Sequence[Rung], sources: Mapping[str, str] | None = None
         line = (f"{r['step']:<{width}}  {r['kind']:<4}  {format_ns(r['median_ns']):>9}  {spread:>21}  "
                 f"{_speedup_text(r['speedup']):>9}")
         if sources:
-            line += f"  {r['notebook'][:2]}, {sources.get(r['notebook'], 'this run')}"
+            where = entry_label(sources, r["notebook"], f"{r['step']} ({r['kind']})")
+            line += f"  {r['notebook'][:2]}, {where}"
         lines.append(line)
     return "\n".join(lines)
 
@@ -218,16 +233,25 @@ def ladder_figure(rungs: Sequence[Rung], ratios: Mapping[str, float] | None = No
 
     ratios = dict(ratios or {})
     sources = dict(sources or {})
-    borrowed = {r.notebook for r in rungs if sources.get(r.notebook, "this run") != "this run"}
-    star = {r.step for r in rungs if r.notebook in borrowed}
-    if borrowed:
-        where = ", ".join(sorted({sources[nb] for nb in borrowed}))
-        if borrowed == {r.notebook for r in rungs}:
+    label_of = {id(r): entry_label(sources, r.notebook, r.label) for r in rungs}
+    borrowed = [r for r in rungs if label_of[id(r)] != "this run"]
+    whole = {r.notebook for r in rungs if sources.get(r.notebook, "this run") != "this run"}
+    ratio_from = {r.step: (r.notebook, entry_label(sources, r.notebook, f"hit_ratio:{r.step}"))
+                  for r in rungs if r.kind == "hit" and r.step in ratios}
+    ratio_borrowed = {step: label for step, (_, label) in ratio_from.items() if label != "this run"}
+    star = {r.step for r in borrowed} | set(ratio_borrowed)
+    if star:
+        where = ", ".join(sorted({label_of[id(r)] for r in borrowed} | set(ratio_borrowed.values())))
+        parts = sorted({nb[:2] for nb in whole}
+                       | {f"{r.notebook[:2]}'s {r.label}" for r in borrowed if r.notebook not in whole}
+                       | {f"{ratio_from[step][0][:2]}'s hit ratio of {step}" for step in ratio_borrowed
+                          if ratio_from[step][0] not in whole})
+        if len(borrowed) == len(rungs):
             title += f"\n* every rung from {where}"
         else:
-            title += f"\n* from {where} ({', '.join(sorted(nb[:2] for nb in borrowed))}); the rest from this run"
+            title += f"\n* from {where} ({', '.join(parts)}); the rest from this run"
     timings = [r.labelled_timing() for r in rungs]
-    timings = [Timing(t.name + (" *" if r.notebook in borrowed else ""), t.samples_ns, t.loops, dict(t.meta))
+    timings = [Timing(t.name + (" *" if label_of[id(r)] != "this run" else ""), t.samples_ns, t.loops, dict(t.meta))
                for r, t in zip(rungs, timings, strict=True)]
     colors = {t.name: KIND_COLORS.get(r.kind, plots.PALETTE[-1]) for r, t in zip(rungs, timings, strict=True)}
     costs = expected_costs(rungs, ratios)
@@ -343,12 +367,15 @@ class SeriesResults:
     the committed reference run's for a notebook this run lacks (missing, stale, or in another mode).
 
     ``reference`` is true when every one comes from the reference run, ``mixed`` when some do; ``why`` says
-    what was wrong with this run's."""
+    what was wrong with this run's. ``entries`` lists, per notebook of this run, the entries it lacked (a ladder
+    rung or a hit ratio computed only in a Going deeper section a reader skipped) and took from the reference
+    run: ``{notebook: {entry: Source}}``, an entry named as in :func:`entry_label`."""
 
     loaded: dict[str, _results.SavedResults]
     reference: bool = False
     why: str = ""
     sources: dict[str, Source] | None = None
+    entries: dict[str, dict[str, Source]] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.sources is None:
@@ -361,19 +388,30 @@ class SeriesResults:
         return [nb for nb, src in self.sources.items() if not src.this_run]
 
     @property
+    def borrowed_entries(self) -> list[str]:
+        """``"06_redis: near cache (hit)"``: each entry of this run's notebooks taken from the reference run."""
+        return [f"{nb}: {entry}" for nb, found in self.entries.items() for entry in found]
+
+    @property
     def mixed(self) -> bool:
-        return bool(self.borrowed) and len(self.borrowed) < len(self.sources)
+        return bool(self.borrowed_entries) or (bool(self.borrowed) and len(self.borrowed) < len(self.sources))
 
     @property
     def all_this_run(self) -> bool:
-        return not self.borrowed
+        return not self.borrowed and not self.entries
 
     def label(self, notebook: str) -> str:
         return self.sources[notebook].label
 
+    def source_of(self, notebook: str, entry: str | None = None) -> Source:
+        """Where ``notebook``'s results come from, or with ``entry`` (a rung's label, a value's key) that entry."""
+        return self.entries.get(notebook, {}).get(entry, self.sources[notebook])
+
     def labels(self) -> dict[str, str]:
-        """``{notebook: label}``, for :func:`cachelab.guide.measured_in`."""
-        return {nb: src.label for nb, src in self.sources.items()}
+        """``{notebook: label}``, for :func:`cachelab.guide.measured_in`, and ``{"notebook/entry": label}`` for each
+        entry taken from the reference run (read them with :func:`entry_label`)."""
+        return {nb: src.label for nb, src in self.sources.items()} | {
+            f"{nb}/{entry}": src.label for nb, found in self.entries.items() for entry, src in found.items()}
 
     @property
     def source(self) -> str:
@@ -381,7 +419,7 @@ class SeriesResults:
             return "this run"
         if not self.mixed:
             return "the committed reference run"
-        return "this run, and the reference run for " + ", ".join(self.borrowed)
+        return "this run, and the reference run for " + ", ".join(self.borrowed + self.borrowed_entries)
 
     def describe(self) -> str:
         """Sentences for the reader: where the numbers come from, and why."""
@@ -391,11 +429,17 @@ class SeriesResults:
         if self.mixed:
             lines.append(f"This run's results for {', '.join(nb for nb in self.sources if nb not in self.borrowed)}; "
                          "from the committed reference run, because this run lacks them:")
+        elif not self.borrowed:
+            lines.append("This run's results, except what this run lacks, from the committed reference run:")
         else:
             lines.append("Every result of 01-09 below comes from the committed reference run, not from this run:")
         for nb in self.borrowed:
             src = self.sources[nb]
             lines.append(f"  {nb}: {src.machine}, saved {src.date}" + (f" ({src.why})" if src.why else ""))
+        for nb, found in self.entries.items():
+            src = next(iter(found.values()))
+            lines.append(f"  {', '.join(found)}, which this run's {nb} did not save (computed in a Going deeper "
+                         f"section that was skipped, or left out by this machine): {src.machine}, saved {src.date}")
         lines.append("Each figure below says which it is. Run the series (`make run`) to see your own.")
         return "\n".join(lines)
 
@@ -431,7 +475,10 @@ def series_results(notebooks: Sequence[str] = SERIES, *, fallback: bool = True, 
     import datetime as _dt
 
     try:
-        return SeriesResults(current_run(notebooks, max_gap=max_gap, now=now))
+        series = SeriesResults(current_run(notebooks, max_gap=max_gap, now=now))
+        if fallback:
+            _fill_from_reference(series)
+        return series
     except (_results.ResultsMissing, ResultsStale) as exc:
         if not fallback:
             raise
@@ -448,4 +495,42 @@ def series_results(notebooks: Sequence[str] = SERIES, *, fallback: bool = True, 
         loaded[notebook] = saved
         sources[notebook] = Source.of(notebook, saved, not why, why)
     everything = all(not src.this_run for src in sources.values())
-    return SeriesResults(loaded, everything, str(first) if everything else "", sources)
+    series = SeriesResults(loaded, everything, str(first) if everything else "", sources)
+    _fill_from_reference(series)
+    return series
+
+
+def _fill_from_reference(series: SeriesResults) -> None:
+    """Give each notebook of this run the ladder rungs (:data:`EXPECTED`) and hit ratios it lacks and the reference
+    run has, recorded in ``series.entries``: a notebook saves some of them only from a Going deeper section, which a
+    reader may skip."""
+    for notebook, saved in list(series.loaded.items()):
+        if not series.sources[notebook].this_run:
+            continue
+        have = entries(saved)
+        rungs = [(step, kind) for step, kind, nb in EXPECTED if nb == notebook and (step, kind) not in have]
+        values = [key for key, nb in OPTIONAL_VALUES if nb == notebook and key not in saved.values]
+        if not rungs and not values:
+            continue
+        try:
+            reference = _results.load_reference(notebook)
+        except _results.ResultsMissing:
+            continue
+        if reference is saved or reference.environment == saved.environment:
+            continue  # the reference run's own results: nothing to take
+        theirs = entries(reference)
+        rungs = [sk for sk in rungs if sk in theirs]
+        values = [key for key in values if key in reference.values]
+        if not rungs and not values:
+            continue
+        merged = copy.copy(saved)
+        merged.timings, merged.values = dict(saved.timings), dict(saved.values)
+        for step, kind in rungs:
+            timing = theirs[step, kind]
+            name = timing.name if timing.name not in merged.timings else f"{timing.name} (the reference run)"
+            merged.timings[name] = Timing(name, timing.samples_ns, timing.loops, dict(timing.meta))
+        for key in values:
+            merged.values[key] = reference.values[key]
+        series.loaded[notebook] = merged
+        src = Source.of(notebook, reference, False, "this run did not save it")
+        series.entries[notebook] = {f"{step} ({kind})": src for step, kind in rungs} | {key: src for key in values}

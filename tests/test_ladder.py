@@ -21,7 +21,7 @@ def _timing(name, median):
 
 def save_series(skip=(), drop_notebook=None, ratios=None):
     """Write results for 01-08 into the test's results folder, with odd timing names on purpose."""
-    ratios = ratios if ratios is not None else {"lru_cache": 0.4, "redis": 0.45}
+    ratios = ratios if ratios is not None else {"lru_cache": 0.4, "memcached": 0.45, "redis": 0.45, "near cache": 0.5}
     by_notebook = {}
     for step, kind, notebook in ladder.EXPECTED:
         by_notebook.setdefault(notebook, []).append((step, kind))

@@ -95,3 +95,49 @@ def test_a_complete_run_is_all_this_run():
     series = ladder.series_results()
     assert series.all_this_run and series.describe().startswith("Every result")
     assert all(src.this_run for src in series.sources.values())
+
+
+def test_an_entry_this_run_lacks_is_taken_from_the_reference_run_and_labelled(tmp_path, monkeypatch):
+    """A run whose 06 skipped the Going deeper sections that record the near cache's hit and hit ratio: 10 takes
+    those two entries from the reference run, says so, and keeps this run's for the rest of 06."""
+    from test_ladder import COSTS, save_series
+
+    from cachelab import guide
+
+    save_series(ratios={"lru_cache": 0.4, "redis": 0.45, "near cache": 0.5})
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    for path in (tmp_path / "results").glob("*.json"):
+        payload = json.loads(path.read_text())
+        payload["environment"].update(cpu="Another CPU", cpus=64, date="2026-01-02T03:04:05+00:00")
+        (reference / path.name).write_text(json.dumps(payload))
+    monkeypatch.setattr(results.paths, "reference_results_dir", lambda: reference)
+    mine = tmp_path / "results" / "06_redis.json"
+    payload = json.loads(mine.read_text())
+    payload["timings"] = {k: v for k, v in payload["timings"].items() if v.get("ladder") != "near cache"}
+    del payload["values"]["hit_ratio:near cache"]
+    mine.write_text(json.dumps(payload))
+    with pytest.raises(ladder.LadderIncomplete, match="near cache"):
+        ladder.collect()  # without the fallback
+    series = ladder.series_results()
+    assert series.borrowed == [] and not series.all_this_run and series.mixed
+    assert series.label("06_redis") == "this run"
+    assert sorted(series.entries["06_redis"]) == ["hit_ratio:near cache", "near cache (hit)"]
+    elsewhere = "the reference run (Another CPU x 64, 2026-01-02)"
+    assert series.source_of("06_redis", "near cache (hit)").label == elsewhere
+    assert series.source_of("06_redis", "redis (hit)").this_run
+    assert "near cache (hit)" in series.describe() and "Another CPU x 64" in series.describe()
+    rungs = ladder.collect(loaded=series.loaded)
+    assert ladder.find(rungs, "near cache", "hit").median == COSTS["near cache", "hit"]
+    assert ladder.hit_ratios(loaded=series.loaded)["near cache"] == 0.5
+    labels = series.labels()
+    table = ladder.ladder_table(rungs, labels)
+    assert [line for line in table.splitlines() if line.startswith("near cache")][0].endswith(elsewhere)
+    assert [line for line in table.splitlines() if line.startswith("redis ")][0].endswith("this run")
+    measured = guide.measured_in(series.loaded, sources=labels)
+    assert measured.sources["local hit:near cache"] == elsewhere and measured.sources["hit:Redis"] == "this run"
+    fig = ladder.ladder_figure(rungs, ladder.hit_ratios(loaded=series.loaded), sources=labels, save_as=None)
+    title = fig._suptitle.get_text()
+    assert "Another CPU x 64" in title and "06's near cache (hit)" in title, title
+    starred = [t.get_text() for t in fig.axes[0].get_yticklabels() if t.get_text().endswith(" *")]
+    assert starred == ["near cache (hit) *"], starred
