@@ -310,3 +310,13 @@ def test_compact_leaves_the_samples_out_of_a_results_file():
         "steady": {"3": {"requests_per_second": 10.0, "writes": [2],
                          "repeats": [{"requests_per_second": 10.0, "writes": [2]}]}},
         "cold": {"queries_per_key": {"k": 3}, "staleness": {"writes": 4}}}
+
+
+def test_a_window_lasts_its_cycles_to_a_tenth_of_a_second():
+    from cachelab.load import experiment
+
+    fast = experiment.window_seconds({"requests_per_second": 25.0, "connections": 4})  # c / X = 0.16 s
+    assert fast["seconds"] == 1.1 and fast["fits"]  # 0.1 + 6 x 0.16 = 1.06 s, rounded up to a tenth
+    slow = experiment.window_seconds({"requests_per_second": 2.0, "connections": 4})  # 2 s a cycle: 12.1 s needed
+    assert slow["seconds"] == experiment.MAX_WINDOW_S and not slow["fits"]
+    assert experiment.window_seconds({"requests_per_second": 1000.0, "connections": 4})["seconds"] == 1.0

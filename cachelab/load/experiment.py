@@ -443,7 +443,7 @@ def queries_per_write(writes: Sequence[tuple], queries: Sequence[tuple], end: fl
     return out
 
 
-def window(bench: Bench, cell: Cell, stream: str = "hot", *, seconds: int | None = None,
+def window(bench: Bench, cell: Cell, stream: str = "hot", *, seconds: float | None = None,
            writes: bool = True) -> dict:
     """One measured window of ``cell``: a wrk run of ``seconds`` on ``stream`` (going on where the last run on
     this server stopped) with the cell's writer and checker running (``writes=False``: without them), the
@@ -462,7 +462,10 @@ def window(bench: Bench, cell: Cell, stream: str = "hot", *, seconds: int | None
         before = counter_totals(cell.server)
         with Sampler(cell.server, cpus=bench.placement.generator, start=start) as sampler:
             wrk_started = time.monotonic() - start
-            result = _run_wrk(bench, cell, stream, seconds or bench.seconds)
+            length = seconds or bench.seconds
+            began = time.monotonic()
+            stop = None if float(length).is_integer() else (lambda: time.monotonic() - began >= length)
+            result = _run_wrk(bench, cell, stream, math.ceil(length), until=stop, poll_s=0.02)
         after = counter_totals(cell.server)
     end = time.monotonic()
     queries = cell.queries.read_new()
@@ -557,8 +560,8 @@ def window_seconds(probe: dict, *, cycles: int = CYCLES, longest: int = MAX_WIND
     rate = probe["requests_per_second"]
     cycle = probe["connections"] / rate if rate > 0 else float("inf")
     need = SLOT_S + (1 + cycles) * cycle
-    seconds = max(1, min(longest, math.ceil(need - 1e-9))) if math.isfinite(need) else longest
-    return {"seconds": int(seconds), "cycle_s": cycle, "needed_s": need, "fits": need <= seconds,
+    seconds = max(1.0, min(longest, math.ceil(10 * need - 1e-9) / 10)) if math.isfinite(need) else float(longest)
+    return {"seconds": seconds, "cycle_s": cycle, "needed_s": need, "fits": need <= seconds + 1e-9,
             "cycles": cycles, "probe_rps": rate, "connections": probe["connections"]}
 
 
