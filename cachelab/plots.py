@@ -131,6 +131,16 @@ def _finish(fig, ax, title, save_as):
     return fig
 
 
+def _finish_figure(fig, title, save_as):
+    """:func:`_finish` for a figure of several panels: ``title`` over all of them."""
+    if title:
+        fig.suptitle(title, fontweight="bold")
+    fig.tight_layout()
+    if save_as:
+        save(fig, save_as)
+    return fig
+
+
 def _whisker(t: Timing) -> tuple[float, float, str]:
     """The low and high ends of a timing's whisker, and what they are."""
     if t.n >= MIN_SAMPLES_FOR_PERCENTILES:
@@ -657,12 +667,7 @@ def knee_chart(grid: Sequence[int], grid_ratios: Sequence[float], sizes: Sequenc
                     arrowprops={"arrowstyle": "->", "color": "gray"})
     hit_ratio_chart(sizes, {label: ratios}, ceiling=ceiling, ax=logarithmic, title="Powers of two, log axis: the "
                     "whole range")
-    if title:
-        fig.suptitle(title, fontweight="bold")
-    fig.tight_layout()
-    if save_as:
-        save(fig, save_as)
-    return fig
+    return _finish_figure(fig, title, save_as)
 
 
 def timeline_chart(series: Mapping[str, tuple[Sequence[float], Sequence[float]]], *, xlabel: str, ylabel: str,
@@ -919,9 +924,4 @@ def settling_chart(profile: Sequence[tuple[float, float]], *, settle_s: float, t
     ax_half.axhline(1, color="gray", lw=1)
     ax_half.set_xticks(range(len(halves)), [n.replace(", ", "\n") for n in halves], fontsize=8)
     ax_half.set(yscale="log", ylabel="first half / second half (log)", title="Each window's two halves")
-    if title:
-        fig.suptitle(title, fontweight="bold")
-    fig.tight_layout()
-    if save_as:
-        save(fig, save_as)
-    return fig
+    return _finish_figure(fig, title, save_as)

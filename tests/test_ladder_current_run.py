@@ -63,13 +63,7 @@ def test_a_run_with_one_notebook_missing_labels_what_it_borrows_and_the_guide_sa
     from cachelab import guide
 
     save_series()
-    reference = tmp_path / "reference"
-    reference.mkdir()
-    for path in (tmp_path / "results").glob("*.json"):
-        payload = json.loads(path.read_text())
-        payload["environment"].update(cpu="Another CPU", cpus=64, date="2026-01-02T03:04:05+00:00")
-        (reference / path.name).write_text(json.dumps(payload))
-    monkeypatch.setattr(results.paths, "reference_results_dir", lambda: reference)
+    reference_from_this_run(tmp_path, monkeypatch)
     (tmp_path / "results" / "06_redis.json").unlink()
     series = ladder.series_results()
     assert series.borrowed == ["06_redis"] and not series.all_this_run
@@ -105,13 +99,7 @@ def test_an_entry_this_run_lacks_is_taken_from_the_reference_run_and_labelled(tm
     from cachelab import guide
 
     save_series(ratios={"lru_cache": 0.4, "redis": 0.45, "near cache": 0.5})
-    reference = tmp_path / "reference"
-    reference.mkdir()
-    for path in (tmp_path / "results").glob("*.json"):
-        payload = json.loads(path.read_text())
-        payload["environment"].update(cpu="Another CPU", cpus=64, date="2026-01-02T03:04:05+00:00")
-        (reference / path.name).write_text(json.dumps(payload))
-    monkeypatch.setattr(results.paths, "reference_results_dir", lambda: reference)
+    reference_from_this_run(tmp_path, monkeypatch)
     mine = tmp_path / "results" / "06_redis.json"
     payload = json.loads(mine.read_text())
     payload["timings"] = {k: v for k, v in payload["timings"].items() if v.get("ladder") != "near cache"}
@@ -141,3 +129,15 @@ def test_an_entry_this_run_lacks_is_taken_from_the_reference_run_and_labelled(tm
     assert "Another CPU x 64" in title and "06's near cache (hit)" in title, title
     starred = [t.get_text() for t in fig.axes[0].get_yticklabels() if t.get_text().endswith(" *")]
     assert starred == ["near cache (hit) *"], starred
+
+
+def reference_from_this_run(tmp_path, monkeypatch):
+    """A reference run made of this run's results, as if from another machine on another day."""
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    for path in (tmp_path / "results").glob("*.json"):
+        payload = json.loads(path.read_text())
+        payload["environment"].update(cpu="Another CPU", cpus=64, date="2026-01-02T03:04:05+00:00")
+        (reference / path.name).write_text(json.dumps(payload))
+    monkeypatch.setattr(results.paths, "reference_results_dir", lambda: reference)
+    return reference
