@@ -101,6 +101,16 @@ def _client_class():
         # verification) is measured again too
         execute_cell = run_sync(async_execute_cell)
 
+        async def async_start_new_kernel(self, **kwargs):
+            # the kernel process's own stderr (its logging, not a cell's output, which comes over the kernel's
+            # sockets) goes to a file: a kernel that logs a ZMQError while it shuts down must not print a
+            # traceback into a finished run's report
+            if getattr(self, "kernel_stderr", None) is not None:
+                kwargs.setdefault("stderr", self.kernel_stderr)
+            return await super().async_start_new_kernel(**kwargs)
+
+        start_new_kernel = run_sync(async_start_new_kernel)
+
     return ClaimsClient
 
 
@@ -121,6 +131,7 @@ def notebook_client(nb, path: Path, *, quick: bool, results_dir: Path | None = N
             nb, km=km, timeout=timeout or CELL_TIMEOUT["quick" if quick else "full"], kernel_name="python3",
             resources={"metadata": {"path": str(Path(path).parent)}}, record_timing=False,
         )
+        log = client.kernel_stderr = open(Path(sockets) / "kernel-stderr.log", "wb")  # noqa: SIM115 - closed below
         try:
             yield client
         finally:
@@ -137,3 +148,4 @@ def notebook_client(nb, path: Path, *, quick: bool, results_dir: Path | None = N
                 except Exception:  # noqa: BLE001 - the kernel must go, whatever its sockets did
                     with contextlib.suppress(Exception):
                         km.shutdown_kernel(now=True)
+            log.close()
