@@ -92,7 +92,7 @@ def run_series(*, quick: bool = False, out_dir: Path | None = None, only: Sequen
     from ..environment import banner, environment
     from .site import write_site
 
-    out_dir = Path(out_dir or paths.project_root() / "build").resolve()  # the kernels run in notebooks/: no relative path
+    out_dir = Path(out_dir or paths.project_root() / "build").resolve()  # kernels run in notebooks/
     results_dir = paths.reference_results_dir() if in_place else out_dir / "results"  # a reference run: committed
     figures_dir = None if in_place else out_dir / "figures"
     for d in (results_dir, figures_dir):
