@@ -83,7 +83,7 @@ def main(args) -> int:
     from .runner import run_series
 
     list_notebooks(args.only)  # a bad --only fails before anything starts
-    out = Path(args.out or paths.project_root() / "build" / "soak").resolve()  # the kernels run in notebooks/
+    out = Path(args.out or paths.project_root() / "build" / "soak")
     out.mkdir(parents=True, exist_ok=True)
     runs, started = [], time.time()
     with _servers_for_this_command():
