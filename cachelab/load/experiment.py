@@ -541,16 +541,6 @@ def refill_sizes(windows: Sequence[dict]) -> list[float]:
     return out
 
 
-def span_rate(win: dict, start: float, end: float) -> float:
-    """A window's answers a second between ``start`` and ``end`` seconds after its start, from its samples
-    (``/floor`` answers for the floor stream)."""
-    col = 2 if win["stream"] == "floor" else 1
-    inside = [s for s in win["slots"] if start <= s[0] <= end]
-    if len(inside) < 2 or inside[-1][0] <= inside[0][0]:
-        return float("nan")
-    return (inside[-1][col] - inside[0][col]) / (inside[-1][0] - inside[0][0])
-
-
 def window_seconds(probe: dict, *, cycles: int = CYCLES, longest: int = MAX_WINDOW_S) -> dict:
     """The length of every window, from a probe of the slowest service (one :func:`window` of the uncached
     one): the closed loop's cycle ``c / X`` (``c`` connections, ``X`` answers a second), then one cycle to
