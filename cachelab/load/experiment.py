@@ -46,7 +46,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -583,9 +583,14 @@ def _is_group(unit) -> bool:
     return isinstance(unit, tuple) and bool(unit) and isinstance(unit[0], tuple)
 
 
-def run_rotation(bench: Bench, grid: Grid, plan_: Sequence[Sequence]) -> list[dict]:
+def run_rotation(bench: Bench, grid: Grid, plan_: Sequence[Sequence], *,
+                 probe: Callable[[], float] | None = None) -> list[dict]:
     """Take every window of ``plan_`` in order (from :func:`rotation_plan`). A unit is ``(cell name, stream,
-    writes, seconds)``, or a tuple of such units, taken one right after the other (a pair taken in turn)."""
+    writes, seconds)``, or a tuple of such units, taken one right after the other (a pair taken in turn).
+
+    ``probe``, when given, is called after each window, with wrk stopped: the seconds it returns (the same work
+    timed again and again, such as 01's query) are kept as the window's ``probe_s``, how fast the machine ran
+    while the windows were taken."""
     taken = []
     origin = time.monotonic()
     for r, units in enumerate(plan_):
@@ -594,6 +599,8 @@ def run_rotation(bench: Bench, grid: Grid, plan_: Sequence[Sequence]) -> list[di
             for name, stream, writes, seconds in group:
                 win = window(bench, grid[name], stream, seconds=seconds, writes=writes)
                 win.update(round=r, order=len(taken), at_s=win["start"] - origin)
+                if probe is not None:
+                    win["probe_s"] = float(probe())
                 taken.append(win)
     return taken
 
@@ -742,7 +749,7 @@ def retake(lab, statement: str, taken: dict[str, list], bench: Bench, grid: Grid
 
 
 def validation_record(bench: Bench, grid: Grid, steady: dict[str, Sequence[dict]], *, workers: int,
-                      window_s: float, settle_s: float) -> dict:
+                      window_s: float, settle_s: float, probe_s: Sequence[float] = ()) -> dict:
     """What a model must predict to be checked against this run: the set-up (workers, server CPUs, wrk's
     connections, the request stream, the write and check rates, the TTLs, the windows) and, for each mode at
     ``workers``, every window's answers a second and backend queries a second, with their medians, its hit
@@ -770,7 +777,7 @@ def validation_record(bench: Bench, grid: Grid, steady: dict[str, Sequence[dict]
                        "routes": [r.key() for r in bench.hot_routes]},
             "written_routes": [r.key() for r in bench.written_routes], "write_rate_offered": bench.write_rate,
             "check_rate_offered": bench.check_rate, "ttl_s": bench.ttl, "local_ttl_s": bench.local_ttl,
-            "window_s": window_s, "settle_s": settle_s,
+            "window_s": window_s, "settle_s": settle_s, "probe_s": [float(x) for x in probe_s],
             "throughput_counts": "answers of /delay a second, wrk's and the checker's, from settle_s into wrk's run "
                                  "to the last 100 ms sample before it stopped",
             "modes": modes}
