@@ -210,22 +210,6 @@ class Measurements:
             local_hit_ns={k: (self.local_hit_range_ns[k][i] if k in self.local_hit_range_ns else v)
                           for k, v in self.local_hit_ns.items()})
 
-    def slower(self, factor: float) -> Measurements:
-        """These measurements on a machine ``factor`` times slower: every time (the query, each hit and miss
-        overhead, their ranges) multiplied by it; sizes and server rates unchanged. For a comparison with a
-        run taken while the machine ran at another speed (the same query, timed at both moments, gives the
-        factor), never fitted to the result it is compared with."""
-        if not (factor > 0 and math.isfinite(factor)):
-            raise ValueError(f"factor must be a positive number, not {factor!r}")
-
-        def times(d):
-            return {k: (tuple(x * factor for x in v) if isinstance(v, tuple) else v * factor) for k, v in d.items()}
-        return replace(self, query_ns=self.query_ns * factor, hit_ns=times(self.hit_ns),
-                       miss_overhead_ns=times(self.miss_overhead_ns), local_hit_ns=times(self.local_hit_ns),
-                       query_range_ns=None if self.query_range_ns is None else
-                       tuple(x * factor for x in self.query_range_ns),
-                       hit_range_ns=times(self.hit_range_ns), local_hit_range_ns=times(self.local_hit_range_ns))
-
     @property
     def has_spread(self) -> bool:
         return bool(self.query_range_ns or self.hit_range_ns)

@@ -283,16 +283,3 @@ def test_the_web_prediction_fills_the_server_cpus_and_nothing_more():
     assert redis.requests_per_second < locked.requests_per_second < lru.requests_per_second
     with pytest.raises(ValueError):
         guide.predict_web(written, m, http, "varnish")
-
-
-def test_a_slower_machine_scales_every_time_and_nothing_else():
-    m = measured()
-    slow = m.slower(1.5)
-    assert slow.query_ns == pytest.approx(1.5 * m.query_ns)
-    assert slow.hit_ns == pytest.approx({k: 1.5 * v for k, v in m.hit_ns.items()})
-    assert slow.entry_bytes == m.entry_bytes and slow.server_rps == m.server_rps
-    http = 1e6
-    assert guide.predict_web(_setup(), slow, 1.5 * http, "none").requests_per_second == pytest.approx(
-        guide.predict_web(_setup(), m, http, "none").requests_per_second / 1.5, rel=1e-6)
-    with pytest.raises(ValueError):
-        m.slower(0)
