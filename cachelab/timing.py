@@ -288,15 +288,6 @@ def measure_together(
             for name in samplers}
 
 
-def seconds_of(func: Callable, *args, **kwargs) -> float:
-    """The seconds one call of ``func(*args, **kwargs)`` takes, its result dropped. The same call timed at
-    different moments of a run (a probe) tells how fast the machine ran at each: 07 times 01's query after each
-    of its windows, so that 10 can tell a slower machine from a worse model."""
-    start = time.perf_counter()
-    func(*args, **kwargs)
-    return time.perf_counter() - start
-
-
 def time_calls(func: Callable, args: Iterable, *, star: bool = False) -> np.ndarray:
     """The latency of each call ``func(arg)`` (or ``func(*arg)``) in nanoseconds, in order.
 
