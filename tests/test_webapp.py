@@ -276,6 +276,38 @@ def test_a_rotation_puts_every_unit_in_every_round_each_round_in_its_own_order()
         experiment.rotation_plan(units, rounds=0)
 
 
+def test_a_rotation_probes_after_each_window_and_the_validation_keeps_the_probes(monkeypatch):
+    from types import SimpleNamespace
+
+    from cachelab.load import experiment
+
+    events, clock = [], iter(range(100))
+
+    def fake_window(bench, cell, stream, *, seconds, writes):
+        events.append(("window", cell, stream))
+        return {"start": float(next(clock)), "cell": cell, "stream": stream}
+
+    def probe():
+        events.append(("probe",))
+        return 0.031 + 0.001 * len(events)
+
+    monkeypatch.setattr(experiment, "window", fake_window)
+    grid = {"a": "cell a", "b": "cell b"}
+    plan = [[("a", "hot", True, 1), (("b", "floor", False, 1), ("b", "hit", False, 1))]]
+    taken = experiment.run_rotation(None, grid, plan, probe=probe)
+    assert [e[0] for e in events] == ["window", "probe"] * 3, "one probe right after each window, the pair's too"
+    assert [w["probe_s"] for w in taken] == pytest.approx([0.033, 0.035, 0.037])
+    assert [w["order"] for w in taken] == [0, 1, 2] and {w["round"] for w in taken} == {0}
+    assert all("probe_s" not in w for w in experiment.run_rotation(None, grid, plan)), "no probe, no probe_s"
+
+    bench = SimpleNamespace(placement=SimpleNamespace(servers=[1], cpus=[0, 1]), connections=8, hot_routes=[],
+                            written_routes=[], write_rate=4.0, check_rate=20.0, ttl=60.0, local_ttl=60.0)
+    record = experiment.validation_record(bench, {}, {}, workers=3, window_s=1.0, settle_s=0.2,
+                                          probe_s=[w["probe_s"] for w in taken])
+    assert record["probe_s"] == pytest.approx([0.033, 0.035, 0.037]) and record["server_cpus"] == 1
+    assert experiment.validation_record(bench, {}, {}, workers=3, window_s=1.0, settle_s=0.2)["probe_s"] == []
+
+
 def window_with(rates, floor=False, slot=0.1):
     """A window whose counters grew at ``rates[i]`` answers a second in its i-th 100 ms slot."""
     t, served, slots = 0.0, 0, [[0.0, 0, 0, 0, 0]]
