@@ -1,7 +1,7 @@
 """A two-tier near cache: a local TTL cache in each process in front of Redis, kept fresh by pub/sub.
 
-A hit in the process's own memory costs about a microsecond; a hit in Redis costs a network round trip.
-A near cache keeps recently read values locally, so most reads skip the round trip. The price is
+A hit in the process's own memory costs no round trip; a hit in Redis costs a network round trip.
+A near cache keeps recently read values locally, so a read of a key held there skips the round trip. The price is
 staleness: when one process writes a new value, the others still hold the old one locally. Two bounds:
 
 * **pub/sub invalidation**: every write publishes the key on a channel; every near cache listens in a

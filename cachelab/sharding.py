@@ -2,10 +2,10 @@
 naive ``hash(key) % n``.
 
 A client spreads keys over several nodes by hashing. The naive way takes the hash modulo the number of
-nodes: add or remove one node and almost every key changes node, so almost every cached value is lost at
-once. Rendezvous (highest random weight) hashing, by Thaler and Ravishankar (1998), scores every node for
-a key and picks the highest score: removing a node moves only the keys it held, adding one moves only
-the keys it wins, about ``1/n`` of them either way.
+nodes: add or remove one node and most keys change node (going from n to n + 1 nodes, about n/(n + 1) of
+them), so most cached values are lost at once. Rendezvous (highest random weight) hashing, by Thaler and
+Ravishankar (1998), scores every node for a key and picks the highest score: removing a node moves only
+the keys it held, adding one moves only the keys it wins, about ``1/n`` of them either way.
 
 :func:`node_for` reproduces exactly the node that ``HashClient`` picks (the same murmur3 scores over the
 same ``"host:port"`` names), so a notebook can predict, count and check placements on real servers.
