@@ -195,7 +195,9 @@ def test_locust_says_when_its_users_fell_behind_an_overloaded_server(tmp_path, d
     # four times the capacity: the requests still leave on time (an open loop), and the queue grows
     assert heavy.behind and heavy.achieved < 0.6 * heavy.rate and heavy.thirds_ms[1] > 3 * heavy.thirds_ms[0]
     assert heavy.from_due_ms["p50"] > 5 * light.from_due_ms["p50"]
-    assert paced.knee([light.to_dict(), heavy.to_dict()]) == heavy.rate
+    # the knee is the heavy stage, unless the generator itself sent over 1% of it late (on a busy machine, locust
+    # shares the CPU with the overloaded server): knee() leaves such a stage out, by the rule test_webapp checks
+    assert paced.knee([light.to_dict(), heavy.to_dict()]) == (None if heavy.generator_behind else heavy.rate)
 
 
 def test_writer_and_checker_find_the_stale_reads_of_lru(db):
