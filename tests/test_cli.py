@@ -127,3 +127,37 @@ def test_run_stops_the_servers_it_started_itself(tmp_path):
     assert "Stopped 4 cachelab server(s)" in out, out
     assert not any(port_in_use(port) for port in ports), f"a server the run started is still up: {ports}"
     assert not (project / ".cachelab" / "servers.json").exists()
+
+
+@pytest.mark.servers
+def test_ctrl_c_stops_the_run_and_the_servers_it_started(tmp_path):
+    """Ctrl-C during `make run` stops the whole run: not only the notebook executing, with the next one started.
+
+    The terminal sends SIGINT to the run (the kernels live in sessions of their own); here the first notebook's
+    cell sends it to the run, its parent, then waits a minute that the test must not wait for.
+    """
+    import re
+
+    from cachelab.servers import port_in_use
+
+    project = tmp_path / "project"
+    (project / "notebooks").mkdir(parents=True)
+    (project / "data").symlink_to(paths.data_dir())
+    (project / "pyproject.toml").write_text("")
+    marker = tmp_path / "second-notebook-ran"
+    for name, code in (("00_interrupted", "import os, signal, time\nos.kill(os.getppid(), signal.SIGINT)\n"
+                                          "time.sleep(60)"),
+                       ("01_never_started", f"open({str(marker)!r}, 'w').close()")):
+        nb = new_notebook(cells=[new_markdown_cell(f"# {name}"), new_code_cell(code)])
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(nb, project / "notebooks" / f"{name}.ipynb")
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "MEMCACHED_SERVERS")}
+    env.update(CACHELAB_HOME=str(project), CACHELAB_REDIS_PASSWORD="not-the-compose-one")
+    code, out, seconds = cachelab("run", "--quick", env=env, timeout=120)
+    assert code == 130 and "interrupted" in out, out
+    assert seconds < 45, f"the run waited for the interrupted cell ({seconds:.0f} s)"
+    assert not marker.exists(), "the run went on to the next notebook after Ctrl-C"
+    started = re.search(r"Started redis-server on 127\.0\.0\.1:(\d+) and memcached on 127\.0\.0\.1:([\d, ]+)", out)
+    assert started, out
+    ports = [int(started.group(1))] + [int(p) for p in started.group(2).split(",")]
+    assert not any(port_in_use(port) for port in ports), f"a server the run started is still up: {ports}"

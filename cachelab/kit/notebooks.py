@@ -9,10 +9,13 @@ the machine can talk to it. The runner, the site and the exercise checks all use
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import os
+import signal
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -111,7 +114,41 @@ def _client_class():
 
         start_new_kernel = run_sync(async_start_new_kernel)
 
+        async def async_start_new_kernel_client(self):
+            # Called inside nbclient's setup_kernel, right after it set its SIGINT and SIGTERM handlers on the event
+            # loop. Those only schedule the kernel's shutdown, which runs once the loop is free, that is after the
+            # cell (the client waits for its reply in a blocking call); then the cell fails with a bare
+            # AssertionError and a run goes on to the next notebook: Ctrl-C never stopped `make run`. Python's own
+            # handling instead: the signal raises KeyboardInterrupt where the client waits, nbclient shuts the
+            # kernel down on the way out, and :func:`notebook_client` restores the handlers it found.
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # Windows; another thread
+                    loop.remove_signal_handler(signum)
+                    signal.signal(signum, _interrupt)
+            return await super().async_start_new_kernel_client()
+
+        start_new_kernel_client = run_sync(async_start_new_kernel_client)
+
     return ClaimsClient
+
+
+def _interrupt(signum, _frame):
+    """Ctrl-C, or a SIGTERM, while a notebook executes: stop the run where it waits, not only the kernel."""
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _signal_handlers() -> dict:
+    """SIGINT's and SIGTERM's handlers as they are (empty outside the main thread, where none can be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _restore(handlers: dict) -> None:
+    for signum, handler in handlers.items():
+        with contextlib.suppress(TypeError, ValueError):  # a handler not set from Python (None) stays as it is
+            signal.signal(signum, handler)
 
 
 @contextlib.contextmanager
@@ -125,6 +162,7 @@ def notebook_client(nb, path: Path, *, quick: bool, results_dir: Path | None = N
     from jupyter_client.manager import KernelManager
 
     env = kernel_environment(quick=quick, results_dir=results_dir, figures_dir=figures_dir)
+    handlers = _signal_handlers()
     with tempfile.TemporaryDirectory(prefix="cachelab-kernel-") as sockets, environ(env):
         km = KernelManager(kernel_name="python3", transport="ipc", ip=str(Path(sockets) / "kernel"))
         client = _client_class()(
@@ -149,3 +187,4 @@ def notebook_client(nb, path: Path, *, quick: bool, results_dir: Path | None = N
                     with contextlib.suppress(Exception):
                         km.shutdown_kernel(now=True)
             log.close()
+            _restore(handlers)
