@@ -83,15 +83,8 @@ def test_a_wrong_password_is_named_with_its_fix(bare_env):
 @pytest.mark.servers
 def test_a_failing_notebook_and_a_missing_results_file_are_one_paragraph_each(tmp_path, servers):
     """A project with two notebooks: one reads results nobody saved, one raises. The run says so, exit 1."""
-    project = tmp_path / "project"
-    (project / "notebooks").mkdir(parents=True)
-    (project / "data").symlink_to(paths.data_dir())
-    (project / "pyproject.toml").write_text("")
-    for name, code in (("00_reads_results", "from cachelab import results\nresults.load('99_never_ran')"),
-                       ("01_raises", "x = 1\nraise RuntimeError('a cell that fails')")):
-        nb = new_notebook(cells=[new_markdown_cell(f"# {name}"), new_code_cell(code)])
-        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-        nbformat.write(nb, project / "notebooks" / f"{name}.ipynb")
+    project = tiny_project(tmp_path, {"00_reads_results": "from cachelab import results\nresults.load('99_never_ran')",
+                                      "01_raises": "x = 1\nraise RuntimeError('a cell that fails')"})
     env = {**os.environ, "CACHELAB_HOME": str(project), "CACHELAB_CACHE_DIR": str(paths.cache_dir()),
            "REDIS_URL": servers.redis.url,
            "MEMCACHED_SERVERS": ",".join(f"{h}:{p}" for h, p in servers.memcached.nodes)}
@@ -103,27 +96,39 @@ def test_a_failing_notebook_and_a_missing_results_file_are_one_paragraph_each(tm
     assert (project / "build" / "notebooks" / "01_raises.ipynb").exists(), "the executed copy shows the error in place"
 
 
-@pytest.mark.servers
-def test_run_stops_the_servers_it_started_itself(tmp_path):
-    """`make run` with no servers anywhere starts its own, and none of them is left running afterwards."""
-    import re
-
-    from cachelab.servers import port_in_use
-
+def tiny_project(tmp_path, notebooks: dict[str, str]):
+    """A project beside the real data whose notebooks are ``{name: one cell's code}``."""
     project = tmp_path / "project"
     (project / "notebooks").mkdir(parents=True)
     (project / "data").symlink_to(paths.data_dir())
     (project / "pyproject.toml").write_text("")
-    nb = new_notebook(cells=[new_markdown_cell("# 00_tiny"), new_code_cell("x = 1")])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, project / "notebooks" / "00_tiny.ipynb")
+    for name, code in notebooks.items():
+        nb = new_notebook(cells=[new_markdown_cell(f"# {name}"), new_code_cell(code)])
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(nb, project / "notebooks" / f"{name}.ipynb")
+    return project
+
+
+def started_ports(out: str) -> list[int]:
+    """The ports of the servers a run said it started."""
+    import re
+
+    started = re.search(r"Started redis-server on 127\.0\.0\.1:(\d+) and memcached on 127\.0\.0\.1:([\d, ]+)", out)
+    assert started, out
+    return [int(started.group(1))] + [int(p) for p in started.group(2).split(",")]
+
+
+@pytest.mark.servers
+def test_run_stops_the_servers_it_started_itself(tmp_path):
+    """`make run` with no servers anywhere starts its own, and none of them is left running afterwards."""
+    from cachelab.servers import port_in_use
+
+    project = tiny_project(tmp_path, {"00_tiny": "x = 1"})
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "MEMCACHED_SERVERS")}
     env.update(CACHELAB_HOME=str(project), CACHELAB_REDIS_PASSWORD="not-the-compose-one")
     code, out, _ = cachelab("run", "--quick", env=env, timeout=300)
     assert code == 0, out
-    started = re.search(r"Started redis-server on 127\.0\.0\.1:(\d+) and memcached on 127\.0\.0\.1:([\d, ]+)", out)
-    assert started, out
-    ports = [int(started.group(1))] + [int(p) for p in started.group(2).split(",")]
+    ports = started_ports(out)
     assert "Stopped 4 cachelab server(s)" in out, out
     assert not any(port_in_use(port) for port in ports), f"a server the run started is still up: {ports}"
     assert not (project / ".cachelab" / "servers.json").exists()
@@ -136,28 +141,17 @@ def test_ctrl_c_stops_the_run_and_the_servers_it_started(tmp_path):
     The terminal sends SIGINT to the run (the kernels live in sessions of their own); here the first notebook's
     cell sends it to the run, its parent, then waits a minute that the test must not wait for.
     """
-    import re
-
     from cachelab.servers import port_in_use
 
-    project = tmp_path / "project"
-    (project / "notebooks").mkdir(parents=True)
-    (project / "data").symlink_to(paths.data_dir())
-    (project / "pyproject.toml").write_text("")
     marker = tmp_path / "second-notebook-ran"
-    for name, code in (("00_interrupted", "import os, signal, time\nos.kill(os.getppid(), signal.SIGINT)\n"
-                                          "time.sleep(60)"),
-                       ("01_never_started", f"open({str(marker)!r}, 'w').close()")):
-        nb = new_notebook(cells=[new_markdown_cell(f"# {name}"), new_code_cell(code)])
-        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-        nbformat.write(nb, project / "notebooks" / f"{name}.ipynb")
+    project = tiny_project(tmp_path, {
+        "00_interrupted": "import os, signal, time\nos.kill(os.getppid(), signal.SIGINT)\ntime.sleep(60)",
+        "01_never_started": f"open({str(marker)!r}, 'w').close()"})
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "MEMCACHED_SERVERS")}
     env.update(CACHELAB_HOME=str(project), CACHELAB_REDIS_PASSWORD="not-the-compose-one")
     code, out, seconds = cachelab("run", "--quick", env=env, timeout=120)
     assert code == 130 and "interrupted" in out, out
     assert seconds < 45, f"the run waited for the interrupted cell ({seconds:.0f} s)"
     assert not marker.exists(), "the run went on to the next notebook after Ctrl-C"
-    started = re.search(r"Started redis-server on 127\.0\.0\.1:(\d+) and memcached on 127\.0\.0\.1:([\d, ]+)", out)
-    assert started, out
-    ports = [int(started.group(1))] + [int(p) for p in started.group(2).split(",")]
+    ports = started_ports(out)
     assert not any(port_in_use(port) for port in ports), f"a server the run started is still up: {ports}"
