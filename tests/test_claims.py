@@ -270,3 +270,25 @@ def test_a_server_behind_a_delaying_proxy_makes_a_loopback_claim_not_applicable(
     verdict = judge("a hit costs far less than the query", noisy(30e6, 11), noisy(2e6, 11), at_least=10,
                     condition=far)
     assert verdict.verdict == NOT_APPLICABLE
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("sigint", ["ignored", "default"])
+def test_a_notebook_stops_on_sigint_unless_sigint_was_ignored(tmp_path, sigint):
+    """While a notebook executes, SIGINT and SIGTERM raise KeyboardInterrupt in the run (not only in the kernel);
+    a SIGINT ignored before (a shell's background job) stays ignored; the handlers found come back afterwards."""
+    import signal
+
+    from cachelab.kit.notebooks import _interrupt, notebook_client
+
+    path = claim_notebook(tmp_path, "print('ready')")
+    nb = nbformat.read(path, as_version=4)
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN if sigint == "ignored" else signal.default_int_handler)
+    try:
+        with notebook_client(nb, path, quick=True, results_dir=tmp_path / "results") as client, client.setup_kernel():
+            during = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+        after = signal.getsignal(signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert during == (signal.SIG_IGN if sigint == "ignored" else _interrupt, _interrupt)
+    assert after == (signal.SIG_IGN if sigint == "ignored" else signal.default_int_handler)

@@ -120,12 +120,14 @@ def _client_class():
             # cell (the client waits for its reply in a blocking call); then the cell fails with a bare
             # AssertionError and a run goes on to the next notebook: Ctrl-C never stopped `make run`. Python's own
             # handling instead: the signal raises KeyboardInterrupt where the client waits, nbclient shuts the
-            # kernel down on the way out, and :func:`notebook_client` restores the handlers it found.
+            # kernel down on the way out, and :func:`notebook_client` restores the handlers it found. A signal
+            # that was ignored when the notebook began (SIGINT in a shell's background job) stays ignored.
             loop = asyncio.get_running_loop()
+            found = getattr(self, "found_handlers", {})
             for signum in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # Windows; another thread
                     loop.remove_signal_handler(signum)
-                    signal.signal(signum, _interrupt)
+                    signal.signal(signum, signal.SIG_IGN if found.get(signum) == signal.SIG_IGN else _interrupt)
             return await super().async_start_new_kernel_client()
 
         start_new_kernel_client = run_sync(async_start_new_kernel_client)
@@ -169,6 +171,7 @@ def notebook_client(nb, path: Path, *, quick: bool, results_dir: Path | None = N
             nb, km=km, timeout=timeout or CELL_TIMEOUT["quick" if quick else "full"], kernel_name="python3",
             resources={"metadata": {"path": str(Path(path).parent)}}, record_timing=False,
         )
+        client.found_handlers = handlers
         log = client.kernel_stderr = open(Path(sockets) / "kernel-stderr.log", "wb")  # noqa: SIM115 - closed below
         try:
             yield client
