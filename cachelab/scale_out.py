@@ -367,30 +367,53 @@ def _nodes_by_id(client) -> dict[str, dict]:
     return {n["id"]: n for n in parse_cluster_nodes(client.execute_command("CLUSTER", "NODES"))}
 
 
-def probe_during_failover(client, victim_id: str, key: str) -> dict | None:
+def _flagged_primaries(nodes: dict[str, dict], victim_id: str) -> set[str]:
+    """The primaries serving slots, other than the victim and the node asked, that the node flags as failing."""
+    return {i for i, n in nodes.items() if i != victim_id and not n["myself"] and n["role"] == "primary"
+            and n["slots"] and n["flags"] & {"fail", "fail?"}}
+
+
+def rejoin_delay_s(node_timeout_ms: int) -> float:
+    """How long a Redis primary that counted itself in a minority keeps its cluster state ``fail`` once it no
+    longer does: its node timeout, held to 0.5-5 s (``clusterUpdateState`` in Redis 7.0's ``cluster.c``)."""
+    return min(max(node_timeout_ms, 500), 5000) / 1000
+
+
+def probe_during_failover(client, victim_id: str, key: str, *, flagged_at: dict[str, float] | None = None,
+                          rejoin_s: float = 5.0) -> dict | None:
     """One read of ``key`` on the node of ``client`` (a plain client of one primary, ``key`` in its slots), made
     while that node agrees the victim has failed (``fail``, not the suspicion ``fail?``) and the victim still owns
     its slots (no replica has taken them over): ``None`` outside that window, else ``{'served', 'reply',
-    'others_failing'}``, ``others_failing`` counting the other primaries this node also flags as failing
-    (a machine so busy that a healthy node missed its pings).
+    'others_failing'}``.
+
+    ``others_failing`` counts the other primaries this node flagged as failing (a machine so busy that a healthy
+    node missed its pings) after the read or less than ``rejoin_s`` before it: a primary that saw too few primaries
+    reachable counted itself in a minority, and refuses queries for a rejoin delay after that
+    (:func:`rejoin_delay_s`), whatever its coverage setting. ``flagged_at``, a dict the caller keeps for one client
+    from the fault on, remembers when this node last flagged each one: every call updates it, also one that
+    returns ``None``.
 
     The node's view is read before the read and again after it: the victim still owning its slots after the
     read means it owned them during the read."""
     from redis.exceptions import ResponseError
 
-    victim = _nodes_by_id(client).get(victim_id)
+    flagged_at = {} if flagged_at is None else flagged_at
+    before = _nodes_by_id(client)
+    flagged_at.update(dict.fromkeys(_flagged_primaries(before, victim_id), time.monotonic()))
+    victim = before.get(victim_id)
     if victim is None or "fail" not in victim["flags"] or not victim["slots"]:
         return None
+    read_at = time.monotonic()
     try:
         client.get(key)
         served, reply = True, "served"
     except ResponseError as exc:
         served, reply = False, f"{type(exc).__name__}: {exc}"
     after = _nodes_by_id(client)
+    flagged_at.update(dict.fromkeys(_flagged_primaries(after, victim_id), time.monotonic()))
     if not after.get(victim_id, {}).get("slots"):
         return None  # the replica took the slots over meanwhile: too late to tell
-    failing = sum(1 for i, n in after.items() if i != victim_id and not n["myself"] and n["role"] == "primary"
-                  and n["slots"] and n["flags"] & {"fail", "fail?"})
+    failing = sum(1 for seen in flagged_at.values() if seen > read_at - rejoin_s)
     return {"served": served, "reply": reply, "others_failing": failing}
 
 
@@ -517,6 +540,8 @@ def failover_stream(cluster, prefix: str, *, victim=None, fault: str = "kill", c
     victim_id = cluster.node_id(victim)
     probe_clients = {n.name: n.client(socket_timeout=1, socket_connect_timeout=1, retries=0) for n in others}
     probes: dict[str, dict] = {}
+    flagged_at: dict[str, dict[str, float]] = {name: {} for name in probe_clients}  # per probed node, from the fault on
+    rejoin_s = rejoin_delay_s(getattr(cluster, "node_timeout_ms", 5000))  # unknown: the longest
     for node in cluster.alive_nodes():
         with contextlib.closing(node.client()) as c:
             c.config_set("cluster-require-full-coverage", coverage.get(node.name, "yes"))
@@ -552,7 +577,8 @@ def failover_stream(cluster, prefix: str, *, victim=None, fault: str = "kill", c
             for name, c in probe_clients.items():
                 if name not in probes:
                     with contextlib.suppress(Exception):  # a node slow to answer: probed at the next turn
-                        seen = probe_during_failover(c, victim_id, readable[name][0])
+                        seen = probe_during_failover(c, victim_id, readable[name][0], flagged_at=flagged_at[name],
+                                                     rejoin_s=rejoin_s)
                         if seen is not None:
                             probes[name] = {**seen, "at_s": round(time.monotonic() - fault_at, 3)}
             with contextlib.suppress(Exception):

@@ -56,6 +56,52 @@ def test_cluster_nodes_are_parsed():
     assert nodes[30005]["flags"] == {"master", "fail"} and "myself" in nodes[30001]["flags"]
 
 
+class FakeNode:
+    """A plain client of one primary: CLUSTER NODES answers from ``views`` in turn, GET as ``refuse`` says."""
+
+    def __init__(self, views, refuse):
+        self.views, self.refuse = list(views), refuse
+
+    def execute_command(self, *args):
+        return self.views.pop(0) if len(self.views) > 1 else self.views[0]
+
+    def get(self, key):
+        from redis.exceptions import ResponseError
+
+        if self.refuse:
+            raise ResponseError("CLUSTERDOWN The cluster is down")
+        return None
+
+
+def nodes_view(victim="master,fail", other="master"):
+    return (f"aaaa 127.0.0.1:7001@17001 myself,master - 0 0 1 connected 0-5460\n"
+            f"bbbb 127.0.0.1:7002@17002 {other} - 0 0 2 connected 5461-10922\n"
+            f"cccc 127.0.0.1:7003@17003 {victim} - 0 0 3 connected 10923-16383\n")
+
+
+def test_a_refusal_soon_after_a_healthy_primary_was_flagged_is_not_laid_on_the_coverage_setting(monkeypatch):
+    """Redis keeps a primary that counted itself in a minority refusing for a rejoin delay after: a probe within it
+    counts the flag seen before, even though the node no longer shows it; one after it does not."""
+    clock = [100.0]
+    monkeypatch.setattr(scale_out.time, "monotonic", lambda: clock[0])
+    assert scale_out.rejoin_delay_s(1000) == 1.0 and scale_out.rejoin_delay_s(100) == 0.5
+    assert scale_out.rejoin_delay_s(15000) == 5.0
+    flagged: dict[str, float] = {}
+    early = FakeNode([nodes_view(victim="master,fail?", other="master,fail?")], refuse=True)
+    assert scale_out.probe_during_failover(early, "cccc", "k", flagged_at=flagged, rejoin_s=1.0) is None
+    assert set(flagged) == {"bbbb"}, "a poll outside the window still records the flag"
+    clock[0] += 0.6
+    refused = scale_out.probe_during_failover(FakeNode([nodes_view()], refuse=True), "cccc", "k",
+                                              flagged_at=flagged, rejoin_s=1.0)
+    assert refused == {"served": False, "reply": "ResponseError: CLUSTERDOWN The cluster is down", "others_failing": 1}
+    clock[0] += 1.0
+    later = scale_out.probe_during_failover(FakeNode([nodes_view()], refuse=False), "cccc", "k",
+                                            flagged_at=flagged, rejoin_s=1.0)
+    assert later == {"served": True, "reply": "served", "others_failing": 0}
+    gone = FakeNode([nodes_view(), nodes_view(victim="master,fail").replace(" 10923-16383", "")], refuse=False)
+    assert scale_out.probe_during_failover(gone, "cccc", "k") is None, "slots taken over during the read: too late"
+
+
 def test_shards_needed_takes_the_larger_need():
     need = scale_out.shards_needed(100e9, 50_000, bytes_per_shard=10e9, requests_per_shard=100_000, headroom=0.5)
     assert need == {"for_memory": 20, "for_load": 1, "shards": 20}
