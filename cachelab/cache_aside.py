@@ -133,7 +133,8 @@ def memcached_ttl_window(ttl: int, seen: float) -> str:
     memcached keeps time in whole seconds on a clock that one timer moves once a second; an item is gone once
     that clock reaches its expiry (``exptime <= current_time`` in ``items.c``), so a TTL of ``ttl`` seconds ends
     at a tick about ``ttl - 1`` to ``ttl`` seconds after the set ("roughly +/- 1s", ``doc/protocol.txt``), later
-    when the timer fires late on a busy machine. A client that looks every few milliseconds sees it a little
+    when the timer fires late on a busy machine, and earlier when a late tick (after a pause of the server)
+    moves the clock two seconds at once. A client that looks every few milliseconds sees it a little
     later still (a poll interval, a round trip).
     """
     if not isinstance(ttl, int) or isinstance(ttl, bool) or not 1 <= ttl <= MEMCACHED_MAX_RELATIVE_TTL:
@@ -146,7 +147,8 @@ def memcached_ttl_window(ttl: int, seen: float) -> str:
     if seen > ttl:
         return (f"{seen - ttl:.2f} s past {window}: the cell looks every 20 ms, each look is a round trip, and "
                 "memcached's once-a-second clock runs late on a busy machine")
-    return f"{ttl - 1 - seen:.2f} s before {window}: memcached's clock ticked twice in less than a second"
+    return (f"{ttl - 1 - seen:.2f} s before {window}: memcached's clock moved two seconds in one tick (its timer had "
+            "fired late, as it does after the server was paused)")
 
 
 class MemcachedStore:
