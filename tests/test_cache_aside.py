@@ -1,6 +1,7 @@
 """Cache-aside over real Redis and memcached: counters, TTLs, jitter, negative caching, versioned keys."""
 
 import random
+import time
 
 import pytest
 
@@ -119,13 +120,20 @@ def test_memcached_store_with_expiry_and_reported_writes(memcached_server):
                     connect_timeout=1, timeout=2)
     store = MemcachedStore(client)
     backend = Backend()
-    cache = CacheAside(store, backend, ttl=0.2)  # rounded up to memcached's whole second
+    cache = CacheAside(store, backend, ttl=30)
     cache.get("m")
     cache.get("m")
     assert backend.calls == 1
     assert store.get_many(["m", "nope"]) == {"m": {"key": "m", "n": 1}}
     store.delete("m")
     assert store.get("m") is None
+    # A TTL under a second is rounded up to memcached's whole second (0 would mean "never expires"): the item
+    # is gone at the server clock's next tick, up to a second later
+    assert store.set("short", "v", 0.2) is True
+    deadline = time.monotonic() + 2.5
+    while store.get("short") is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert store.get("short") is None, "a TTL of 0.2 s should expire, not be sent as 0 (never)"
     with pytest.raises(MemcacheServerError):  # noreply=False: a refused write is an error, not silence
         store.set("huge", "x" * 2_000_000, 10)
     assert store.refused_writes == 0
