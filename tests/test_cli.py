@@ -7,7 +7,9 @@ sentence that names the fix, and that no Python traceback was printed.
 
 from __future__ import annotations
 
+import functools
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -20,11 +22,17 @@ from cachelab import paths
 from cachelab.servers import free_port, start_redis
 
 
-def cachelab(*args: str, env: dict | None = None, timeout: float = 120) -> tuple[int, str, float]:
-    """Run ``python -m cachelab ARGS``; its exit code, its output (stdout and stderr), and its duration."""
+def cachelab(*args: str, env: dict | None = None, timeout: float = 120,
+             from_a_terminal: bool = False) -> tuple[int, str, float]:
+    """Run ``python -m cachelab ARGS``; its exit code, its output (stdout and stderr), and its duration.
+
+    ``from_a_terminal``: with SIGINT's default action, as a command typed at a terminal has it, whatever the tests
+    run under (a shell's background job, as CI may start them, ignores SIGINT, and so would the run)."""
     start = time.monotonic()
+    default_sigint = functools.partial(signal.signal, signal.SIGINT, signal.SIG_DFL)
     done = subprocess.run([sys.executable, "-m", "cachelab", *args], capture_output=True, text=True,
-                          timeout=timeout, env=env, cwd=paths.project_root())
+                          timeout=timeout, env=env, cwd=paths.project_root(),
+                          preexec_fn=default_sigint if from_a_terminal else None)
     return done.returncode, done.stdout + done.stderr, time.monotonic() - start
 
 
@@ -149,7 +157,7 @@ def test_ctrl_c_stops_the_run_and_the_servers_it_started(tmp_path):
         "01_never_started": f"open({str(marker)!r}, 'w').close()"})
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "MEMCACHED_SERVERS")}
     env.update(CACHELAB_HOME=str(project), CACHELAB_REDIS_PASSWORD="not-the-compose-one")
-    code, out, seconds = cachelab("run", "--quick", env=env, timeout=120)
+    code, out, seconds = cachelab("run", "--quick", env=env, timeout=120, from_a_terminal=True)
     assert code == 130 and "interrupted" in out, out
     assert seconds < 45, f"the run waited for the interrupted cell ({seconds:.0f} s)"
     assert not marker.exists(), "the run went on to the next notebook after Ctrl-C"
